@@ -1,0 +1,52 @@
+"""Shared test set-up: hypothesis profiles, the check context, devices, and mpmath precision hygiene."""
+from __future__ import annotations
+
+import mpmath
+import pytest
+
+from verify.devices import available_devices
+from verify.registry import Context
+from verify.strategies import load_profile_from_env
+
+PROFILE = load_profile_from_env()
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run the slow tier as well")
+    parser.addoption("--level", choices=("quick", "full"), default="quick",
+                     help="size of the registered checks the tests run (quick: the default tier)")
+
+
+def pytest_report_header(config):
+    return f"hypothesis profile: {PROFILE}; check level: {config.getoption('--level')}; devices: {available_devices()}"
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow tier: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def ctx(request) -> Context:
+    """The check context every registered check runs under in the tests (CPU, fixed seed)."""
+    return Context(level=request.config.getoption("--level"))
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def device(request) -> str:
+    """Each device the checks should run on; CUDA is skipped, not failed, where it is absent."""
+    if request.param not in available_devices():
+        pytest.skip("CUDA is not available here")
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def _restore_mpmath_precision():
+    """mpmath's precision is global: a test that changes it must not leak into the next one."""
+    dps = mpmath.mp.dps
+    yield
+    mpmath.mp.dps = dps

@@ -1,0 +1,105 @@
+"""The main job: run every registered theorem check and print a per-theorem verdict table.
+
+    python -m verify [--level quick|full] [--seed S] [--device cpu|cuda] [--only N1,F2] [--json PATH]
+
+Per theorem it prints the cases tried, the worst measured/bound ratio (tightness: 1 = attained), the worst
+error against its tolerance (≤ 1 passes) and the verdict; ``--json`` writes one record per theorem id with
+statement, provenance, every check's numbers, seed, package versions and device. Exit status 1 if any check
+fails.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+from verify.registry import LEVELS, Context, load_all
+from verify.strategies import load_profile_from_env
+
+
+def environment(device: str) -> dict:
+    import hypothesis
+    import mpmath
+    import numpy
+    import scipy
+    import torch
+
+    info = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "mpmath": mpmath.__version__,
+        "mpmath_backend": mpmath.libmp.BACKEND,
+        "hypothesis": hypothesis.__version__,
+        "torch": torch.__version__,
+        "device": device,
+    }
+    if device.startswith("cuda"):
+        info["device_name"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def run_checks(ctx: Context, only: list[str] | None = None, progress=print) -> dict:
+    registry = load_all()
+    ids = list(registry) if not only else only
+    unknown = [i for i in ids if i not in registry]
+    if unknown:
+        raise ValueError(f"--only names unknown theorem ids {unknown}; known: {sorted(registry)}")
+    records = []
+    for tid in ids:
+        chk = registry[tid]
+        t0 = time.perf_counter()
+        try:
+            tallies = chk.run(ctx)
+            error = None
+        except Exception as exc:  # a crashing check is a failed check, reported, not a crashed report
+            tallies, error = [], f"{type(exc).__name__}: {exc}"
+        seconds = time.perf_counter() - t0
+        verdict = "PASS" if tallies and all(t.passed for t in tallies) and error is None else "FAIL"
+        rec = {
+            "id": tid, "title": chk.title, "statement": chk.statement, "provenance": chk.provenance,
+            "theory": list(chk.theory), "tests": list(chk.tests), "docs": chk.docs,
+            "verdict": verdict, "error": error, "seconds": round(seconds, 3),
+            "cases": sum(t.cases for t in tallies),
+            "checks": [t.as_dict() for t in tallies],
+        }
+        records.append(rec)
+        progress(f"{tid:<4} {chk.title}  [{verdict}, {seconds:.1f}s]" + (f"  ERROR {error}" if error else ""))
+        for t in tallies:
+            progress("     " + t.summary())
+    return {"level": ctx.level, "seed": ctx.seed, "environment": environment(ctx.device), "theorems": records}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m verify", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--level", choices=LEVELS, default="quick")
+    ap.add_argument("--seed", type=int, default=20251010)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--only", default="", help="comma-separated theorem ids, e.g. N1,F2")
+    ap.add_argument("--json", type=Path, default=None, help="write the per-theorem records here")
+    args = ap.parse_args(argv)
+    load_profile_from_env()
+    try:
+        ctx = Context(level=args.level, seed=args.seed, device=args.device)
+        only = [s.strip() for s in args.only.split(",") if s.strip()] or None
+        t0 = time.perf_counter()
+        result = run_checks(ctx, only)
+    except ValueError as exc:
+        ap.error(str(exc))
+    n_fail = sum(r["verdict"] != "PASS" for r in result["theorems"])
+    n = len(result["theorems"])
+    print(f"\n{n - n_fail}/{n} theorems verified at level {args.level}, seed {args.seed}, device {args.device} "
+          f"in {time.perf_counter() - t0:.0f}s")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1, ensure_ascii=False))
+        print(f"records written to {args.json}")
+    return 1 if n_fail else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

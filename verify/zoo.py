@@ -1,0 +1,481 @@
+"""The batched Transformer block zoo: one config drives every norm placement.
+
+What it is for: running many *independent* random Transformer instances as one tensor computation. Every
+parameter carries a leading instance dimension ``I`` and every hidden state has shape ``(I, *batch, n, d)``
+(``batch`` may be empty), so a hypothesis example or a Monte-Carlo estimate over thousands of instances is a
+handful of batched matmuls, not a Python loop. A single trained model is simply ``I = 1`` with a data batch.
+
+What it is not: a fast training kernel or a faithful copy of any library's block. It is the reference
+semantics that ``theory/`` is written against, spelled out so every step can be hooked and every weight read:
+
+    step k (sublayer F_k, step size Δt_k, norm N):
+      post      X⁺ = N(X + Δt F(X))
+      pre       X⁺ = X + Δt F(N(X))
+      peri      X⁺ = X + Δt N_out(F(N_in(X)))
+      none      X⁺ = X + Δt F(X)
+      outnorm   X⁺ = X + Δt N_out(F(X))
+      deepnorm  X⁺ = N(α X + Δt F(X))              (Wang et al. 2022; α = (2L)^{1/4} by default)
+      mixln     post in the first ``mixln_post_blocks`` blocks, pre afterwards (Li et al. 2024)
+      lns       X⁺ = X + Δt F(N(X) / √ℓ)           (LayerNorm-Scaling, ℓ = 1-based block index)
+
+Conventions (row vectors, as in the theory): attention ``softmax(Q Kᵀ/√d_h) V W_O + b_O`` with
+``Q = U W_Q`` etc. per head (heads split the width), MLP ``φ(U W₁ + b₁) W₂ + b₂`` with exact (erf) GELU or
+ReLU. Norms act row-wise: LayerNorm ``γ ⊙ (z − μ)/√(σ² + ε) + β``, RMSNorm ``γ ⊙ z/√(mean z² + ε)``.
+
+Weights are drawn on the CPU in float64 from an explicit ``torch.Generator`` and then moved, so a CPU and a
+CUDA instance with the same seed are the same instance. TF32 is switched off whenever CUDA is used.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as nnf
+from torch import nn
+
+from verify.devices import resolve_device
+
+
+class Placement(str, enum.Enum):
+    POST = "post"
+    PRE = "pre"
+    PERI = "peri"
+    NONE = "none"
+    OUTNORM = "outnorm"
+    DEEPNORM = "deepnorm"
+    MIXLN = "mixln"
+    LNS = "lns"
+
+
+# The step rules a placement resolves to (Mix-LN is post or pre depending on the block, LNS is pre with a scaled
+# norm output).
+STEP_RULES = ("post", "pre", "peri", "none", "outnorm", "deepnorm", "lns")
+NORM_KINDS = ("layer", "rms")
+ACTIVATIONS = ("relu", "gelu")
+SUBLAYER_KINDS = ("attn", "mlp")
+
+
+def _choice(name: str, value, choices):
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def _positive(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}")
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return float(value)
+
+
+def _nonnegative(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}")
+    if not value >= 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return float(value)
+
+
+def _finite(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}")
+    return float(value)
+
+
+def _int_at_least(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class StackConfig:
+    """Everything that defines a stack of residual steps; one config feeds every placement.
+
+    ``n_blocks`` blocks of ``sublayers`` (default attention then MLP) give ``n_steps = n_blocks·len(sublayers)``
+    residual steps. ``dt`` is one Δt for every step or a sequence with one Δt_k per step.
+
+    Initialisation: every weight matrix is N(0, σ²) with σ = ``weight_scale``/√fan_in, times ``qk_scale`` for
+    W_Q, W_K (0 gives uniform attention) and ``out_scale`` for the residual-branch output maps W_O, W₂ (DeepNorm's β).
+    Biases are N(0, ``bias_std``²) (0 by default, i.e. zero). Norm gains start at ``gamma``, norm biases at ``beta``.
+    """
+
+    d: int
+    n_blocks: int = 1
+    placement: str = "pre"
+    n_heads: int = 1
+    d_mlp: int | None = None
+    sublayers: tuple[str, ...] = ("attn", "mlp")
+    norm: str = "layer"
+    eps: float = 1e-5
+    eps_out: float | None = None
+    gamma: float = 1.0
+    beta: float = 0.0
+    activation: str = "gelu"
+    causal: bool = False
+    dt: float | tuple[float, ...] = 1.0
+    weight_scale: float = 1.0
+    qk_scale: float = 1.0
+    out_scale: float = 1.0
+    bias: bool = True
+    bias_std: float = 0.0
+    final_norm: bool = False
+    mixln_post_blocks: int | None = None
+    deepnorm_alpha: float | None = None
+    dtype: torch.dtype = torch.float64
+    device: str = "cpu"
+
+    def __post_init__(self):
+        _int_at_least("d", self.d, 2)
+        _int_at_least("n_blocks", self.n_blocks, 1)
+        object.__setattr__(self, "placement", _choice("placement", self.placement, [p.value for p in Placement]))
+        _int_at_least("n_heads", self.n_heads, 1)
+        if self.d % self.n_heads:
+            raise ValueError(f"n_heads must divide d, got n_heads={self.n_heads}, d={self.d}")
+        if self.d_mlp is not None:
+            _int_at_least("d_mlp", self.d_mlp, 1)
+        if isinstance(self.sublayers, str) or not isinstance(self.sublayers, Sequence) or not self.sublayers:
+            raise ValueError(f"sublayers must be a non-empty tuple of {SUBLAYER_KINDS}, got {self.sublayers!r}")
+        object.__setattr__(self, "sublayers", tuple(_choice("sublayers", s, SUBLAYER_KINDS) for s in self.sublayers))
+        _choice("norm", self.norm, NORM_KINDS)
+        _nonnegative("eps", self.eps)
+        if self.eps_out is not None:
+            _nonnegative("eps_out", self.eps_out)
+        _finite("gamma", self.gamma)
+        _finite("beta", self.beta)
+        _choice("activation", self.activation, ACTIVATIONS)
+        if isinstance(self.dt, (int, float)) and not isinstance(self.dt, bool):
+            _positive("dt", self.dt)
+        else:
+            dts = tuple(self.dt)
+            if len(dts) != self.n_steps:
+                raise ValueError(f"dt must have one entry per residual step ({self.n_steps}), got {len(dts)}")
+            for k, v in enumerate(dts):
+                _positive(f"dt[{k}]", v)
+            object.__setattr__(self, "dt", tuple(float(v) for v in dts))
+        _positive("weight_scale", self.weight_scale)
+        _nonnegative("qk_scale", self.qk_scale)
+        _nonnegative("out_scale", self.out_scale)
+        _nonnegative("bias_std", self.bias_std)
+        if self.mixln_post_blocks is not None:
+            _int_at_least("mixln_post_blocks", self.mixln_post_blocks, 0)
+            if self.mixln_post_blocks > self.n_blocks:
+                raise ValueError(f"mixln_post_blocks must be <= n_blocks={self.n_blocks}, got {self.mixln_post_blocks}")
+        if self.deepnorm_alpha is not None:
+            _positive("deepnorm_alpha", self.deepnorm_alpha)
+        if self.dtype not in (torch.float64, torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"dtype must be a floating torch dtype, got {self.dtype!r}")
+        resolve_device(self.device)
+
+    # ---- derived quantities -------------------------------------------------------------------------------
+    @property
+    def n_steps(self) -> int:
+        return self.n_blocks * len(self.sublayers)
+
+    @property
+    def hidden(self) -> int:
+        return 4 * self.d if self.d_mlp is None else self.d_mlp
+
+    @property
+    def head_dim(self) -> int:
+        return self.d // self.n_heads
+
+    @property
+    def dts(self) -> tuple[float, ...]:
+        if isinstance(self.dt, tuple):
+            return self.dt
+        return (float(self.dt),) * self.n_steps
+
+    @property
+    def eps_output(self) -> float:
+        return self.eps if self.eps_out is None else self.eps_out
+
+    @property
+    def alpha(self) -> float:
+        """DeepNorm's residual weight α (default (2L)^{1/4}, the encoder-only value of Wang et al. 2022)."""
+        return (2 * self.n_blocks) ** 0.25 if self.deepnorm_alpha is None else self.deepnorm_alpha
+
+    @property
+    def post_blocks(self) -> int:
+        """Mix-LN: how many leading blocks are post-LN (default ⌊L/4⌋, at least 1 when L >= 2)."""
+        if self.mixln_post_blocks is not None:
+            return self.mixln_post_blocks
+        return max(1, self.n_blocks // 4) if self.n_blocks >= 2 else 0
+
+    def step_kind(self, k: int) -> str:
+        return self.sublayers[k % len(self.sublayers)]
+
+    def step_block(self, k: int) -> int:
+        """0-based block index of step k."""
+        return k // len(self.sublayers)
+
+    def step_rule(self, k: int) -> str:
+        """The residual rule step k follows (one of STEP_RULES)."""
+        p = self.placement
+        if p == "mixln":
+            return "post" if self.step_block(k) < self.post_blocks else "pre"
+        return p
+
+    def replace(self, **changes) -> "StackConfig":
+        return dataclasses.replace(self, **changes)
+
+
+# ---- helpers -------------------------------------------------------------------------------------------------
+def _bcast(p: torch.Tensor, x: torch.Tensor, tail: int) -> torch.Tensor:
+    """View parameter ``p`` of shape (I, *t) with ``len(t) == tail`` so it broadcasts against x (I, *batch, ...)."""
+    extra = x.dim() - 1 - tail
+    return p.view(p.shape[0], *([1] * extra), *p.shape[1:])
+
+
+def _bmat(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """View a batched matrix w (I, a, b) so that ``x @ w`` works for x of shape (I, *batch, n, a)."""
+    extra = x.dim() - 3
+    return w.view(w.shape[0], *([1] * extra), *w.shape[1:])
+
+
+class BatchedNorm(nn.Module):
+    """Row-wise LayerNorm or RMSNorm with per-instance gain γ (I, d) and (LayerNorm only) bias β (I, d)."""
+
+    def __init__(self, n_instances: int, d: int, kind: str, eps: float, gamma: float, beta: float):
+        super().__init__()
+        self.kind = _choice("norm", kind, NORM_KINDS)
+        self.eps = _nonnegative("eps", eps)
+        self.gamma = nn.Parameter(torch.full((n_instances, d), float(gamma), dtype=torch.float64))
+        if self.kind == "layer":
+            self.beta = nn.Parameter(torch.full((n_instances, d), float(beta), dtype=torch.float64))
+        else:
+            self.register_parameter("beta", None)
+
+    def normalized(self, z: torch.Tensor) -> torch.Tensor:
+        """The gain-free part: (z − μ)/s for LayerNorm, z/r for RMSNorm."""
+        if self.kind == "layer":
+            c = z - z.mean(dim=-1, keepdim=True)
+            return c / torch.sqrt((c * c).mean(dim=-1, keepdim=True) + self.eps)
+        return z / torch.sqrt((z * z).mean(dim=-1, keepdim=True) + self.eps)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:  # z: (I, *batch, n, d)
+        y = _bcast(self.gamma, z, 1) * self.normalized(z)
+        if self.beta is not None:
+            y = y + _bcast(self.beta, z, 1)
+        return y
+
+
+class BatchedAttention(nn.Module):
+    """Multi-head softmax attention, per instance: softmax(Q Kᵀ/√d_h) V W_O + b_O, Q = U W_Q (I, d, d) etc."""
+
+    def __init__(self, n_instances: int, d: int, n_heads: int, causal: bool, bias: bool):
+        super().__init__()
+        self.d, self.n_heads, self.causal = d, n_heads, bool(causal)
+        shape = (n_instances, d, d)
+        self.W_q = nn.Parameter(torch.zeros(shape, dtype=torch.float64))
+        self.W_k = nn.Parameter(torch.zeros(shape, dtype=torch.float64))
+        self.W_v = nn.Parameter(torch.zeros(shape, dtype=torch.float64))
+        self.W_o = nn.Parameter(torch.zeros(shape, dtype=torch.float64))
+        if bias:
+            self.b_o = nn.Parameter(torch.zeros((n_instances, d), dtype=torch.float64))
+        else:
+            self.register_parameter("b_o", None)
+
+    def _heads(self, t: torch.Tensor) -> torch.Tensor:  # (I, *b, n, d) -> (I, *b, H, n, d_h)
+        *lead, n, d = t.shape
+        return t.view(*lead, n, self.n_heads, d // self.n_heads).transpose(-2, -3)
+
+    def probs(self, u: torch.Tensor) -> torch.Tensor:
+        """Attention probabilities P, shape (I, *batch, H, n, n); rows sum to one."""
+        q = self._heads(u @ _bmat(self.W_q, u))
+        k = self._heads(u @ _bmat(self.W_k, u))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.d // self.n_heads)  # (I, *b, H, n, n)
+        if self.causal:
+            n = u.shape[-2]
+            mask = torch.ones(n, n, dtype=torch.bool, device=u.device).triu(1)
+            scores = scores.masked_fill(mask, float("-inf"))
+        return torch.softmax(scores, dim=-1)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:  # u: (I, *batch, n, d)
+        v = self._heads(u @ _bmat(self.W_v, u))  # (I, *b, H, n, d_h)
+        h = (self.probs(u) @ v).transpose(-2, -3)  # (I, *b, n, H, d_h)
+        out = h.reshape(*u.shape) @ _bmat(self.W_o, u)
+        if self.b_o is not None:
+            out = out + _bcast(self.b_o, u, 1)
+        return out
+
+
+class BatchedMLP(nn.Module):
+    """φ(U W₁ + b₁) W₂ + b₂ per instance, W₁ (I, d, m), W₂ (I, m, d); φ = ReLU or exact GELU."""
+
+    def __init__(self, n_instances: int, d: int, hidden: int, activation: str, bias: bool):
+        super().__init__()
+        self.activation = _choice("activation", activation, ACTIVATIONS)
+        self.W1 = nn.Parameter(torch.zeros((n_instances, d, hidden), dtype=torch.float64))
+        self.W2 = nn.Parameter(torch.zeros((n_instances, hidden, d), dtype=torch.float64))
+        if bias:
+            self.b1 = nn.Parameter(torch.zeros((n_instances, hidden), dtype=torch.float64))
+            self.b2 = nn.Parameter(torch.zeros((n_instances, d), dtype=torch.float64))
+        else:
+            self.register_parameter("b1", None)
+            self.register_parameter("b2", None)
+
+    def phi(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.relu(z) if self.activation == "relu" else nnf.gelu(z, approximate="none")
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:  # u: (I, *batch, n, d)
+        z = u @ _bmat(self.W1, u)
+        if self.b1 is not None:
+            z = z + _bcast(self.b1, u, 1)
+        out = self.phi(z) @ _bmat(self.W2, u)
+        if self.b2 is not None:
+            out = out + _bcast(self.b2, u, 1)
+        return out
+
+
+class ResidualAdd(nn.Module):
+    """Parameter-free ``x + update`` so forward hooks can read each residual step's two summands."""
+
+    def forward(self, x: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
+        return x + update
+
+
+class ResidualStep(nn.Module):
+    """One residual step k: its sublayer, the norms its rule needs, and its Δt_k.
+
+    ``norm_in`` normalises the sublayer input (pre, peri, lns), ``norm_out`` the sublayer output (peri,
+    outnorm), ``norm_res`` the residual sum (post, deepnorm). Absent norms are ``None``.
+    """
+
+    def __init__(self, cfg: StackConfig, k: int, n_instances: int):
+        super().__init__()
+        self.k = k
+        self.kind = cfg.step_kind(k)
+        self.block = cfg.step_block(k)
+        self.rule = cfg.step_rule(k)
+        self.dt = cfg.dts[k]
+        self.alpha = cfg.alpha if self.rule == "deepnorm" else 1.0
+        self.in_scale = 1.0 / math.sqrt(self.block + 1) if self.rule == "lns" else 1.0
+        if self.kind == "attn":
+            self.sublayer = BatchedAttention(n_instances, cfg.d, cfg.n_heads, cfg.causal, cfg.bias)
+        else:
+            self.sublayer = BatchedMLP(n_instances, cfg.d, cfg.hidden, cfg.activation, cfg.bias)
+
+        def norm(eps):
+            return BatchedNorm(n_instances, cfg.d, cfg.norm, eps, cfg.gamma, cfg.beta)
+
+        self.norm_in = norm(cfg.eps) if self.rule in ("pre", "peri", "lns") else None
+        self.norm_out = norm(cfg.eps_output) if self.rule in ("peri", "outnorm") else None
+        self.norm_res = norm(cfg.eps) if self.rule in ("post", "deepnorm") else None
+        self.residual = ResidualAdd()
+
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual branch without Δt: F(x), F(N(x)), N_out(F(N_in(x))), F(N(x)/√ℓ), … by rule."""
+        u = x if self.norm_in is None else self.norm_in(x)
+        if self.in_scale != 1.0:
+            u = u * self.in_scale
+        f = self.sublayer(u)
+        return f if self.norm_out is None else self.norm_out(f)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        update = self.dt * self.branch(x)
+        if self.norm_res is not None:
+            return self.norm_res(self.residual(self.alpha * x if self.alpha != 1.0 else x, update))
+        return self.residual(x, update)
+
+
+class Stack(nn.Module):
+    """``n_instances`` independent stacks of ``cfg.n_steps`` residual steps (plus an optional final norm).
+
+    ``Stack(cfg, n_instances, seed)`` draws every weight from ``torch.Generator().manual_seed(seed)`` on the CPU
+    in float64 (in ``named_parameters`` order) and then moves the module to ``cfg.device``/``cfg.dtype``.
+    """
+
+    def __init__(self, cfg: StackConfig, n_instances: int = 1, seed: int = 0):
+        super().__init__()
+        self.cfg = cfg
+        self.n_instances = _int_at_least("n_instances", n_instances, 1)
+        self.steps = nn.ModuleList(ResidualStep(cfg, k, n_instances) for k in range(cfg.n_steps))
+        if cfg.final_norm:
+            self.final = BatchedNorm(n_instances, cfg.d, cfg.norm, cfg.eps, cfg.gamma, cfg.beta)
+        else:
+            self.final = None
+        self.reset_parameters(seed)
+
+    @property
+    def device(self) -> torch.device:
+        return resolve_device(self.cfg.device)
+
+    @torch.no_grad()
+    def reset_parameters(self, seed: int) -> "Stack":
+        cfg = self.cfg
+        gen = torch.Generator().manual_seed(int(seed))
+        for name, p in self.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            shape, cpu = p.shape, torch.float64
+            if leaf in ("gamma",):
+                value = torch.full(shape, cfg.gamma, dtype=cpu)
+            elif leaf == "beta":
+                value = torch.full(shape, cfg.beta, dtype=cpu)
+            elif leaf.startswith("b"):
+                value = cfg.bias_std * torch.randn(shape, generator=gen, dtype=cpu)
+            else:  # weight matrix (I, fan_in, fan_out)
+                std = cfg.weight_scale / math.sqrt(shape[1])
+                if leaf in ("W_q", "W_k"):
+                    std *= cfg.qk_scale
+                elif leaf in ("W_o", "W2"):
+                    std *= cfg.out_scale
+                value = std * torch.randn(shape, generator=gen, dtype=cpu)
+            p.data = value
+        self.to(device=self.device, dtype=cfg.dtype)
+        return self
+
+    def check_finite(self) -> None:
+        """Raise ValueError naming the first parameter that holds NaN or inf."""
+        for name, p in self.named_parameters():
+            if not bool(torch.isfinite(p).all()):
+                raise ValueError(f"parameter {name} contains NaN or inf")
+
+    def check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() < 3 or x.shape[0] != self.n_instances or x.shape[-1] != self.cfg.d:
+            raise ValueError(
+                f"x must have shape (n_instances={self.n_instances}, *batch, n, d={self.cfg.d}), got {tuple(x.shape)}"
+            )
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("x contains NaN or inf")
+
+    def forward(self, x: torch.Tensor, trajectory: bool = False, validate: bool = True):
+        """Run every step. Returns the output, or ``(output, [X_0, …, X_K])`` with ``trajectory=True``.
+
+        The trajectory holds the hidden states between residual steps (before the optional final norm); the
+        tensors are the ones the forward pass computes, nothing is copied.
+        """
+        if validate:
+            self.check_input(x)
+            self.check_finite()
+        states = [x]
+        for step in self.steps:
+            x = step(x)
+            states.append(x)
+        out = x if self.final is None else self.final(x)
+        return (out, states) if trajectory else out
+
+    def instance_state(self, i: int) -> dict[str, torch.Tensor]:
+        """Instance i's parameters (leading dimension removed), detached, float64 on the CPU."""
+        return {name: p.detach()[i].to("cpu", torch.float64) for name, p in self.named_parameters()}
+
+
+def sample_inputs(cfg: StackConfig, n_instances: int, n_tokens: int, seed: int, batch: Sequence[int] = (),
+                  scale: float = 1.0, mean: float = 0.0) -> torch.Tensor:
+    """Gaussian hidden states X_0 of shape (I, *batch, n, d), entries N(mean, scale²), drawn on the CPU."""
+    _int_at_least("n_tokens", n_tokens, 1)
+    _positive("scale", scale)
+    _finite("mean", mean)
+    gen = torch.Generator().manual_seed(int(seed))
+    x = mean + scale * torch.randn((n_instances, *batch, n_tokens, cfg.d), generator=gen, dtype=torch.float64)
+    return x.to(device=resolve_device(cfg.device), dtype=cfg.dtype)
