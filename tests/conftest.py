@@ -50,3 +50,14 @@ def _restore_mpmath_precision():
     dps = mpmath.mp.dps
     yield
     mpmath.mp.dps = dps
+
+
+def pytest_configure(config):
+    import os
+
+    import torch
+
+    # Under pytest-xdist each worker gets one intra-op thread: two workers × two threads on two cores would
+    # oversubscribe the machine and slow every batched matmul.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
