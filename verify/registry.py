@@ -28,6 +28,11 @@ CHECK_MODULES = (
     "verify.checks.forward",
     "verify.checks.init_moments",
     "verify.checks.oracle",
+    "verify.checks.backward",
+    "verify.checks.criterion",
+    "verify.checks.uq",
+    "verify.checks.trained",
+    "verify.checks.neighbours",
 )
 
 
