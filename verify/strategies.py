@@ -15,6 +15,7 @@ and the check records into a :class:`~verify.record.Tally` instead of asserting.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -146,6 +147,34 @@ def stack_cases(
 
 
 # ---- running a check over a strategy --------------------------------------------------------------------------
+@contextlib.contextmanager
+def _without_local_constants():
+    """Stop hypothesis from mixing constants harvested from imported local modules into its draws.
+
+    Recent hypothesis versions bias generation towards literals found in the project's own imported modules, so
+    the same seed draws different examples depending on what happens to be imported (pytest vs ``python -m
+    verify``, one test file vs all). Checks must be reproducible from their seed alone, so the harvested pool is
+    replaced by an empty one while ``run_over`` draws. Falls back to a no-op if hypothesis's internals move.
+    """
+    try:
+        from hypothesis.internal.conjecture import providers
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    original = getattr(providers, "_get_local_constants", None)
+    if original is None or not hasattr(providers, "Constants"):  # pragma: no cover
+        yield
+        return
+    empty = providers.Constants()
+    providers.CONSTANTS_CACHE.cache.clear()
+    providers._get_local_constants = lambda: empty
+    try:
+        yield
+    finally:
+        providers._get_local_constants = original
+        providers.CONSTANTS_CACHE.cache.clear()
+
+
 def run_over(strategy: st.SearchStrategy, fn: Callable[[object], None], *, examples: int, seed: int) -> int:
     """Call ``fn(example)`` on ``examples`` draws of ``strategy`` (scaled by the active profile); return the count.
 
@@ -163,5 +192,6 @@ def run_over(strategy: st.SearchStrategy, fn: Callable[[object], None], *, examp
         count[0] += 1
         fn(example)
 
-    _run()
+    with _without_local_constants():
+        _run()
     return count[0]
