@@ -159,7 +159,7 @@ def _fits(g: np.ndarray) -> dict:
     (slope, b), *_ = np.linalg.lstsq(A, m[half + 1:], rcond=None)
     a = float(slope - 1.0) if np.ptp(m[half:]) > 1e-9 * m[half:].max() else 0.0
     return {"deep_exponent": deep, "affine_a": a, "affine_b": float(b),
-            "rate": float(0.5 * math.log1p(a)) if a > -1 else float("-inf"),
+            "rate": float(0.5 * math.log1p(a)) if a > -1 else float("nan"),
             "exponent": deep, "half": half}
 
 
@@ -192,8 +192,10 @@ def fit_regime(r: np.ndarray, n_boot: int = 200, seed: int = 0) -> dict:
     regime = _classify(f, a_lower=a_ci[0])
     same = sum(_classify(b) == regime for b in boots)
 
-    def ci(key):
-        return [float(np.percentile([b[key] for b in boots], q)) for q in (2.5, 97.5)]
+    def ci(key):  # NaN rates (a ≤ −1: a contracting fixed point, no growth rate) are left out
+        vals = np.array([b[key] for b in boots], dtype=float)
+        vals = vals[np.isfinite(vals)]
+        return [float(np.percentile(vals, q)) for q in (2.5, 97.5)] if vals.size else [float("nan")] * 2
 
     return {"regime": regime, "confidence": same / n_boot, **f, "affine_a_ci95": a_ci,
             "rate_ci95": ci("rate"), "exponent_ci95": ci("exponent"), "growth_curve": curve.tolist()}
