@@ -17,6 +17,7 @@ CATALOGUE = (
     "S1", "S2", "S3",
     "U1",
     "X1", "X2", "X3", "X4", "X5", "X6",
+    "C1",
 )
 
 CLAIMS = (
@@ -55,5 +56,5 @@ CLAIMS = (
     dict(id="K8", paper="The framework sanity-checks the stability of new architectures before training.",
          ours="python -m verify.check: measured growth regime and gradient norms of any block, compared with the "
               "nearest placement's theory and the S1 criterion.",
-         ids=("S1",), figures=()),
+         ids=("C1", "S1"), figures=()),
 )

@@ -33,6 +33,7 @@ CHECK_MODULES = (
     "verify.checks.uq",
     "verify.checks.trained",
     "verify.checks.neighbours",
+    "verify.checks.sanity",
 )
 
 
