@@ -65,27 +65,31 @@ class Tally:
             if case is not None:
                 self.worst_case = dict(case)
 
-    def inequality(self, measured, bound, *, rtol: float, atol: float = 0.0, case: dict | None = None) -> "Tally":
-        """Record ``measured ≤ bound`` elementwise, allowing ``rtol·|bound| + atol`` of round-off."""
+    def inequality(self, measured, bound, *, rtol, atol: float = 0.0, case: dict | None = None) -> "Tally":
+        """Record ``measured ≤ bound`` elementwise, allowing ``rtol·|bound| + atol`` of round-off.
+
+        ``rtol`` may be a scalar or an array broadcasting against the comparisons (a per-row round-off model).
+        """
         m, b = np.broadcast_arrays(_as_array(measured), _as_array(bound))
-        err = (m - b) / (rtol * np.abs(b) + atol)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):  # a zero/inf tolerance gives ±inf/NaN: a failure
+            err = (m - b) / (np.asarray(rtol) * np.abs(b) + atol)
             ratio = np.where(b > 0, m / b, np.where(m <= 0, 0.0, np.inf))
         self._update(err, ratio, case)
         return self
 
-    def identity(self, value, reference, *, rtol: float, atol: float = 0.0, case: dict | None = None) -> "Tally":
+    def identity(self, value, reference, *, rtol, atol: float = 0.0, case: dict | None = None) -> "Tally":
         """Record ``value == reference`` elementwise within ``rtol·|reference| + atol``."""
         v, r = np.broadcast_arrays(_as_array(value), _as_array(reference))
-        err = np.abs(v - r) / (rtol * np.abs(r) + atol)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            err = np.abs(v - r) / (np.asarray(rtol) * np.abs(r) + atol)
         self._update(err, None, case)
         return self
 
     def band(self, estimate, theory, halfwidth, case: dict | None = None) -> "Tally":
         """Record ``|estimate − theory| ≤ halfwidth`` (a statistical band, see verify.stats)."""
         e, t, h = np.broadcast_arrays(_as_array(estimate), _as_array(theory), _as_array(halfwidth))
-        err = np.abs(e - t) / h
         with np.errstate(divide="ignore", invalid="ignore"):
+            err = np.abs(e - t) / h
             self._update(err, np.abs(e / t), case)
         return self
 

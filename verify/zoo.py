@@ -381,6 +381,8 @@ class ResidualStep(nn.Module):
         return f if self.norm_out is None else self.norm_out(f)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # ``self.dt`` is a float, or a tensor broadcasting against (I, *batch, n, d) for a per-instance Δt
+        # (the S1 checks run each instance at its own admissible step this way).
         update = self.dt * self.branch(x)
         if self.norm_res is not None:
             return self.norm_res(self.residual(self.alpha * x if self.alpha != 1.0 else x, update))
