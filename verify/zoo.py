@@ -448,6 +448,8 @@ class Stack(nn.Module):
             raise ValueError(
                 f"x must have shape (n_instances={self.n_instances}, *batch, n, d={self.cfg.d}), got {tuple(x.shape)}"
             )
+        if x.dtype != self.cfg.dtype or x.device.type != self.device.type:
+            raise ValueError(f"x must be {self.cfg.dtype} on {self.device}, got {x.dtype} on {x.device}")
         if not bool(torch.isfinite(x).all()):
             raise ValueError("x contains NaN or inf")
 
