@@ -35,6 +35,8 @@ def build_ledger(results: dict, figures_dir: Path) -> dict:
                             "why": "no check was registered or run for this id in this build"})
             continue
         e = dict(r)
+        # published-vs-measured notes a check records (e.g. where a neighbour paper's statement needs refining)
+        e["findings"] = [c["numbers"]["finding"] for c in r["checks"] if "finding" in c.get("numbers", {})]
         e["worst_error"] = _max([c.get("worst_error") for c in r["checks"]])
         e["tightness"] = _max([c.get("worst_ratio") for c in r["checks"] if c.get("kind") in ("inequality", "witness")])
         if r["verdict"] != "PASS":
@@ -86,7 +88,7 @@ def render_markdown(ledger: dict) -> str:
     for e in ledger["catalogue"]:
         lines.append(f"| {e['id']} | {e.get('title', '')} | {e.get('provenance', '')} | {e.get('cases', 0)} | "
                      f"{_num(e.get('worst_error'))} | {_num(e.get('tightness'))} | **{e['verdict']}** | "
-                     f"{e.get('why', '')} |")
+                     f"{'; '.join([e.get('why', '')] + e.get('findings', [])).strip('; ')} |")
     env = ledger["environment"]
     lines += ["", "## Environment", ""] + [f"- {k}: {v}" for k, v in env.items()]
     return "\n".join(lines) + "\n"
@@ -116,6 +118,7 @@ def render_html(ledger: dict, figures_dir: Path) -> str:
             f"<tr id='{e['id']}'><td><b>{e['id']}</b></td><td><b>{esc(e.get('title', ''))}</b><br>"
             f"{esc(e.get('statement', ''))}<br><i>{esc(e.get('provenance', ''))}</i>"
             + (f"<br><span class='why'>{esc(e['why'])}</span>" if e.get("why") else "")
+            + "".join(f"<br><span class='finding'>finding: {esc(f)}</span>" for f in e.get("findings", []))
             + f"<details><summary>checks</summary><ul>{checks}</ul></details></td>"
             f"<td class='refs'>{refs}</td><td>{e.get('cases', 0)}</td><td>{_num(e.get('worst_error'))}</td>"
             f"<td>{_num(e.get('tightness'))}</td><td>{_badge(e['verdict'])}</td></tr>")
@@ -131,7 +134,7 @@ def render_html(ledger: dict, figures_dir: Path) -> str:
 body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#1f2328}}
 table{{border-collapse:collapse;width:100%;margin-bottom:2em}} td,th{{border:1px solid #d0d7de;padding:.4em;vertical-align:top}}
 th{{background:#f6f8fa}} .badge{{color:#fff;padding:.1em .5em;border-radius:1em;font-size:.85em;white-space:nowrap}}
-.why{{color:#9a6700}} .tol{{color:#57606a;font-size:.85em}} .refs{{font-family:monospace;font-size:.8em}}
+.why{{color:#9a6700}} .finding{{color:#0550ae}} .tol{{color:#57606a;font-size:.85em}} .refs{{font-family:monospace;font-size:.8em}}
 figure{{display:inline-block;margin:1em;max-width:540px}} img{{max-width:100%}}
 </style></head><body>
 <h1>Claim ledger: Transformer stability under LayerNorm placement</h1>
