@@ -1,6 +1,7 @@
 """The main job: run every registered theorem check and print a per-theorem verdict table.
 
     python -m verify [--level quick|full] [--seed S] [--device cpu|cuda] [--only N1,F2] [--json PATH]
+    python -m verify --all      # the checks, then every figure (python -m verify.figures), then the claim ledger
 
 Per theorem it prints the cases tried, the worst measured/bound ratio (tightness: 1 = attained), the worst
 error against its tolerance (≤ 1 passes) and the verdict; ``--json`` writes one record per theorem id with
@@ -17,6 +18,8 @@ import time
 from pathlib import Path
 
 from verify.registry import LEVELS, Context, load_all
+
+FIGURES = Path(__file__).resolve().parents[1] / "figures"
 from verify.strategies import load_profile_from_env
 
 
@@ -81,7 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--only", default="", help="comma-separated theorem ids, e.g. N1,F2")
     ap.add_argument("--json", type=Path, default=None, help="write the per-theorem records here")
+    ap.add_argument("--all", action="store_true",
+                    help="also regenerate the figures and write the claim ledger (JSON to figures/verification.json)")
+    ap.add_argument("--preset", choices=("cpu", "gpu"), default="cpu", help="figures preset, with --all")
     args = ap.parse_args(argv)
+    if args.all and args.json is None:
+        args.json = FIGURES / "verification.json"
     load_profile_from_env()
     # The checks are many small batched tensor operations: one intra-op thread avoids contention on small
     # machines (measured 3-10x faster on the 2-core reference machine). TORCH_NUM_THREADS overrides it.
@@ -105,6 +113,18 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1, ensure_ascii=False))
         print(f"records written to {args.json}")
+    if args.all:
+        import subprocess
+
+        print("\n== figures (python -m verify.figures) ==", flush=True)
+        fig_rc = subprocess.call([sys.executable, "-m", "verify.figures", "--preset", args.preset,
+                                  "--out", str(FIGURES)])
+        print("\n== claim ledger (python -m verify.report) ==", flush=True)
+        from verify.report import main as report_main
+
+        rep_rc = report_main(["--from", str(args.json), "--out", str(FIGURES), "--figures", str(FIGURES)])
+        print(f"figures: {FIGURES.resolve()}/*.png (data beside them as JSON)")
+        return 1 if (n_fail or fig_rc or rep_rc) else 0
     return 1 if n_fail else 0
 
 
