@@ -13,7 +13,6 @@ import types
 
 import numpy as np
 import pytest
-import torch
 from torch import nn
 
 from verify.check import (THEORY_REGIME, ZOO_PLACEMENTS, ContractError, Options, fit_regime, load_factory, main,

@@ -18,17 +18,6 @@ from verify.checks import forward as checks
 from verify.registry import REGISTRY, Context
 from verify.witness_loader import load_witness
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_intra_op_thread():
-    """These checks are many small batched float64 products and d ≤ 256 eigvalsh calls: a second intra-op thread
-    gains little, and on a shared, loaded 2-core machine oversubscription made this file 5–9× slower (88 s vs
-    10–17 s measured). The previous setting is restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 META_EXAMPLES = 2  # meta-tests: a couple of drawn cases plus every witness; the witnesses alone must expose the error
 
 

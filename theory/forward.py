@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from theory._domain import _is_real_scalar, require_int, require_nonnegative, require_width
+from theory._domain import require_int, require_nonnegative, require_width
 from theory.norms import norm_output_bound
 
 __all__ = [

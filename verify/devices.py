@@ -1,6 +1,9 @@
 """Device resolution: a clear error for an unknown or absent device, TF32 off whenever CUDA is used."""
 from __future__ import annotations
 
+import contextlib
+import functools
+
 import torch
 
 
@@ -27,3 +30,29 @@ def resolve_device(device) -> torch.device:
 def available_devices() -> list[str]:
     """Devices the checks run on here: always the CPU, CUDA when present."""
     return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Run torch on one intra-op thread, then restore the count.
+
+    The checks are many tiny batched tensor operations, for which thread hand-offs cost more than the arithmetic:
+    on the 2-core reference machine, under load, two OpenMP threads made them 2–30× slower than one.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def single_threaded(fn):
+    """Decorator: run ``fn`` under :func:`single_thread`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with single_thread():
+            return fn(*args, **kwargs)
+
+    return wrapper

@@ -22,6 +22,7 @@ import os
 from collections.abc import Callable, Sequence
 
 import hypothesis
+import torch
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -77,11 +78,15 @@ class StackCase:
     input_scale: float = 1.0
     input_mean: float = 0.0
 
-    def build(self) -> tuple[Stack, "torch.Tensor"]:  # noqa: F821
+    def build(self) -> tuple[Stack, torch.Tensor]:
         stack = Stack(self.cfg, self.n_instances, seed=self.seed)
         x = sample_inputs(self.cfg, self.n_instances, self.n_tokens, seed=self.seed + 1,
                           scale=self.input_scale, mean=self.input_mean)
         return stack, x
+
+    def on_device(self, device: str) -> "StackCase":
+        """The same instance family on another device (weights are still drawn on the CPU, then moved)."""
+        return self if self.cfg.device == device else dataclasses.replace(self, cfg=self.cfg.replace(device=device))
 
     def describe(self) -> dict:
         c = self.cfg

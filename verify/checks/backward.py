@@ -8,8 +8,8 @@ batched computation over its I instances.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
+
 import math
 
 import hypothesis
@@ -49,6 +49,7 @@ from verify.jacobians import (
     sublayer_jacobian,
 )
 from verify.record import Tally
+from verify.devices import single_threaded
 from verify.registry import Context, register
 from verify.strategies import StackCase, log_uniform, run_over, stack_cases
 from verify.zoo import Stack, StackConfig, sample_inputs
@@ -97,27 +98,8 @@ PLACEMENTS = ("post", "pre", "peri", "none", "outnorm", "deepnorm", "mixln", "ln
 NORMALISED = ("post", "deepnorm")
 
 
-@contextlib.contextmanager
-def single_thread():
-    """Run with one intra-op thread: these checks are many tiny tensor ops, for which thread hand-offs cost
-    more than the arithmetic (measured ×2–10 here on a shared 2-core machine). Restores the setting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float64).numpy()
-
-
-def _on_device(case: StackCase, device: str) -> StackCase:
-    if case.cfg.device == device:
-        return case
-    return StackCase(case.cfg.replace(device=device), case.n_instances, case.n_tokens, case.seed,
-                     case.input_scale, case.input_mean)
 
 
 def _randomise_gains(stack: Stack, seed: int) -> None:
@@ -254,15 +236,6 @@ def _jacobian_scale(step, x: torch.Tensor) -> np.ndarray | None:
     return np.asarray(deepnorm_step_norm_bound(step.dt, q["jf"], q["g_res"], q["s_y"], step.alpha))
 
 
-def single_threaded(fn):
-    """Decorator: run a check under :func:`single_thread`."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with single_thread():
-            return fn(*args, **kwargs)
-    return wrapper
-
-
 @register("B1", title="exact step Jacobians equal their chain-rule composition and a 50-digit oracle",
           statement="A_k = ∂X_{k+1}/∂X_k per placement = chain rule of N2 (centred) and J_F, e.g. pre "
                     "A = I + Δt J_F(N(X)) J_N(X)",
@@ -280,7 +253,7 @@ def check_b1(ctx: Context, composition=composed_step_jacobian, norm_jacobian=clo
                    tolerance="agreement to 1e-25 relative: both difference quotients exact to ≥ 1e-30")
 
     def example(case: StackCase):
-        case = _on_device(case, ctx.device)
+        case = case.on_device(ctx.device)
         stack, x = case.build()
         _randomise_gains(stack, case.seed + 7)
         with torch.no_grad():
@@ -358,7 +331,7 @@ def check_b2(ctx: Context, norm_scale=norm_jacobian_scale, placements=PLACEMENTS
             yield step.rule, q, b
 
     def example(case: StackCase):
-        case = _on_device(case, ctx.device)
+        case = case.on_device(ctx.device)
         stack, x = case.build()
         _randomise_gains(stack, case.seed + 7)
         with torch.no_grad():
@@ -474,7 +447,7 @@ def check_b3(ctx: Context, envelope=gradient_envelope, gain_envelope=gradient_ga
         return lo_env, up_env, exp_env
 
     def example(case: StackCase):
-        case = _on_device(case, ctx.device)
+        case = case.on_device(ctx.device)
         stack, x = case.build()
         _randomise_gains(stack, case.seed + 7)
         with torch.no_grad():

@@ -132,11 +132,6 @@ def _trailing(a: np.ndarray, extra: int) -> np.ndarray:
     return a.reshape(a.shape + (1,) * extra)
 
 
-def _on_device(case: StackCase, device: str) -> StackCase:
-    return StackCase(cfg=case.cfg.replace(device=device), n_instances=case.n_instances, n_tokens=case.n_tokens,
-                     seed=case.seed, input_scale=case.input_scale, input_mean=case.input_mean)
-
-
 # ---- F1: post --------------------------------------------------------------------------------------------------------
 @st.composite
 def _post_cases(draw, placements=("post", "deepnorm", "mixln")):
@@ -161,10 +156,10 @@ def check_f1(ctx: Context, *, bound=post_row_bound, examples: int | None = None)
                   tolerance="rtol 1e-13: one norm layer and one ratio in float64 (d ≤ 8: ≤ 20 ulps)")
 
     def one(case: StackCase):
-        case = _on_device(case, ctx.device)
+        case = case.on_device(ctx.device)
         stack, x = case.build()
         states = _trajectory(stack, x, validate=False)
-        cfg, d = case.cfg, case.cfg.d
+        d = case.cfg.d
         rtol = roundoff_rtol(1, d, 0)
         for k, step in enumerate(stack.steps):
             if step.norm_res is None:  # a pre block of Mix-LN: F3's business
@@ -357,7 +352,7 @@ def check_f3(ctx: Context, *, bound=pre_norm_bound, mlp_sup=mlp_output_sup, attn
                 tolerance=f"rtol {GROWTH_LAW_RTOL}: an exact law fitted through float64 values")
 
     def one(case: StackCase):
-        case = _on_device(case, ctx.device)
+        case = case.on_device(ctx.device)
         stack, x = case.build()
         meas = _row_norms(_trajectory(stack, x, validate=False))
         b = _pre_bounds(stack, meas[0], bound, mlp_sup, attn_sup, c_of)
@@ -430,7 +425,7 @@ def check_f4(ctx: Context, *, bound=none_gronwall_bound, mlp_sup=mlp_output_sup,
         return big, np.asarray(bound(big[0], np.asarray(stack.cfg.dts), a, b), dtype=float)
 
     def one(case: StackCase):
-        case = _on_device(case, ctx.device)
+        case = case.on_device(ctx.device)
         stack, x = case.build()
         big, b = measure(stack, x, validate=False)
         cfg = case.cfg

@@ -259,7 +259,7 @@ def check_f5_phi2(ctx: Context, *, phi2=gaussian_phi2) -> list[Tally]:
     t_float = Tally(THEOREM, "GELU E φ² quadrature = closed form (float)", "identity",
                     tolerance="quad asked for 2e-14 relative; 1e-13 covers it and the closed form's round-off")
     t_float.identity([phi2(float(q), "gelu") for q in qs], gelu_phi2_closed_form(qs), rtol=1e-13,
-                     case=dict(q=f"logspace(-3, 3, 13)"))
+                     case=dict(q="logspace(-3, 3, 13)"))
     t_float.identity([phi2(float(q), "relu") for q in qs], qs / 2, rtol=1e-15, case=dict(activation="relu"))
     t_mp = Tally(THEOREM, "GELU E φ² at q = 1: mpmath 30 vs 60 digits vs closed form", "identity",
                  tolerance="precision ladder: 30-digit quad agrees with 60-digit closed form to 1e-28")

@@ -26,7 +26,6 @@ reported (worst error/bound ≈ 0.03 over ~800 draws, see docs/theorems/engine.m
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 from collections.abc import Callable, Sequence
@@ -38,6 +37,7 @@ from hypothesis import strategies as st
 
 from verify.oracle import LADDER_DPS, OracleResult, UndefinedNormError, compare_ladder, oracle_forward, row_errors
 from verify.record import Tally
+from verify.devices import single_thread
 from verify.registry import Context, register
 from verify.strategies import StackCase, epsilons, log_uniform, run_over, stack_cases
 from verify.zoo import BatchedNorm, Placement, Stack, sample_inputs
@@ -52,21 +52,6 @@ def mp_unit_roundoff(dps: int) -> float:
 
 
 # ---- the round-off model ---------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def single_thread():
-    """Run torch on one intra-op thread, then restore the count.
-
-    The tensors here are tiny (≤ 8 instances of 64×64 Jacobians); on the shared 2-core machine two OpenMP threads
-    contending with other processes made them ~30× slower (20 s instead of 0.7 s for one tolerance), one is fastest.
-    """
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
-
-
 def rounding_chain(d: int, hidden: int, n: int) -> int:
     """m: the longest chain of float64 roundings inside one module, as a count of unit round-offs.
 
