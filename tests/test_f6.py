@@ -1,0 +1,167 @@
+"""F6 — trained pre-LN under weight decay (paper claim K3, our statement; docs/theorems/F6.md).
+
+Tiny models are optimised to stationary points of E[loss] + (λ/2)‖θ‖² in float64 once per session (the fits
+are cached), and every test below reads one link of the theorem off them. Meta-tests inject a wrong theory and
+show the same check fails.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from theory import trained as th
+from verify.checks import trained as chk
+from verify.registry import REGISTRY
+
+
+def _by_name(tallies, fragment):
+    found = [t for t in tallies if fragment in t.check]
+    assert found, f"no tally named like {fragment!r}"
+    return found
+
+
+def _assert_all_pass(tallies):
+    bad = [(t.check, t.worst_error, t.worst_case) for t in tallies if not t.passed]
+    assert not bad, bad
+
+
+@pytest.fixture(scope="module")
+def stationary(ctx):
+    return chk.stationary_tallies(ctx)
+
+
+@pytest.fixture(scope="module")
+def witnesses(ctx):
+    return chk.witness_tallies(ctx)
+
+
+def test_solver_reaches_stationary_points_and_identity_holds(stationary):
+    """(i) At a stationary point of E[ℓ] + (λ/2)Σ‖W‖², every output map is W_k = −(1/λ)∂E[ℓ]/∂W_k
+    (to the achieved gradient norm, which is ≤ 1e-6·λ‖θ‖)."""
+    _assert_all_pass(_by_name(stationary, "stationar") + _by_name(stationary, "identity W_k"))
+
+
+def test_output_map_norm_is_tied_to_activation_times_adjoint(stationary, witnesses):
+    """(ii) ‖W_k‖_F ≤ (Δt_k·E[Σ_i ‖h_{k,i}‖‖p_{k+1,i}‖] + r_k)/λ, attained (ratio ≥ 0.99) by one sample, one token."""
+    _assert_all_pass(_by_name(stationary, "tie") + _by_name(witnesses, "tie witness"))
+
+
+def test_envelope_holds_on_training_and_fresh_inputs(stationary):
+    """(iii)+(iv) ‖x_{k,i} − x_{0,i}‖ ≤ Σ_{j<k} Δt_j H_j (Δt_j √n H_j Π_{j+1} G + r_j)/λ on the training data and on
+    fresh inputs of scale 1 and 30 (closed-form H, exact step-Jacobian gains); h_k W_k reproduces the step."""
+    _assert_all_pass(_by_name(stationary, "envelope") + _by_name(stationary, "activation h_k"))
+
+
+def test_envelope_is_attained_by_the_rank_one_witness(witnesses):
+    """With the measured activation norm as H, a one-sample, one-token stationary model attains the envelope."""
+    t = _by_name(witnesses, "envelope witness")[0]
+    assert t.passed and t.worst_ratio >= chk.WITNESS_THRESHOLD
+
+
+def test_uniform_closed_form_is_exponential_in_depth_and_bounds_the_per_step_envelope(ctx, stationary):
+    """The uniform-constant envelope (√n G H² Δt²/λ)((1+a)^K − 1)/a equals the per-step one with constant inputs,
+    grows by the factor (1 + a) per step, and bounds the per-step envelope when fed the maxima."""
+    _assert_all_pass(chk.uniform_tallies(ctx) + _by_name(stationary, "uniform closed form ≥"))
+
+
+def test_unregularised_pre_ln_problem_has_a_ray_of_equal_loss_models(ctx):
+    """Ill-posedness (proven): at ε = 0 scaling X_0, every output map and output bias by c scales every hidden
+    state by c and leaves the output unchanged."""
+    _assert_all_pass(chk.symmetry_tallies(ctx))
+
+
+def test_weight_norms_and_pre_ln_hidden_states_grow_as_weight_decay_vanishes(ctx):
+    """Ill-posedness (measured): λ = 1e-1 → 1e-3 grows pre-LN weight norms and max‖x_K‖ (≥ 10×), while peri-LN
+    increments stay under the weight-independent F2 bound."""
+    _assert_all_pass(chk.illposed_tallies(ctx))
+
+
+def test_registered_check_passes(ctx):
+    """The registry entry the main job runs (same cached fits)."""
+    _assert_all_pass(REGISTRY["F6"].run(ctx))
+
+
+# ---- meta-tests: a wrong theory must fail the same check ------------------------------------------------------
+def _fails(tallies):
+    return any(not t.passed for t in tallies)
+
+
+def test_meta_identity_off_by_ten_percent_fails(ctx):
+    assert _fails(chk.stationary_tallies(ctx, stationary=lambda g, lam: 1.1 * th.stationary_weight(g, lam)))
+
+
+def test_meta_identity_missing_half_in_the_decay_term_fails(ctx):
+    """Writing the penalty as λ‖W‖² instead of (λ/2)‖W‖² gives W = −∇/(2λ): caught."""
+    assert _fails(chk.stationary_tallies(ctx, stationary=lambda g, lam: th.stationary_weight(g, 2 * lam)))
+
+
+def test_meta_tie_with_dropped_dt_fails(ctx):
+    """Δt = 0.5 in the witness: a tie without Δt is twice too loose and no longer attained."""
+    assert _fails(chk.witness_tallies(ctx, tie=lambda dt, lam, aa, r: th.output_map_norm_bound(1.0, lam, aa, r)))
+
+
+def test_meta_envelope_without_lambda_fails(ctx):
+    """Dropping the 1/λ (λ ≤ 0.3 here) shrinks the envelope below the witness."""
+    wrong = lambda dt, lam, *a, **k: th.trained_pre_envelope(dt, 1.0, *a, **k)  # noqa: E731
+    assert _fails(chk.witness_tallies(ctx, envelope=wrong))
+
+
+def test_meta_envelope_with_ten_percent_smaller_constant_fails(ctx):
+    wrong = lambda *a, **k: 0.9 * th.trained_pre_envelope(*a, **k)  # noqa: E731
+    assert _fails(chk.witness_tallies(ctx, envelope=wrong))
+
+
+def test_meta_uniform_form_with_wrong_exponent_fails(ctx):
+    def wrong(K, dt, lam, H, a, G, n):
+        return th.trained_pre_envelope_uniform(K, dt, lam, H, a, G, n) * (1 + a) ** 0.5
+    assert _fails(chk.uniform_tallies(ctx, uniform=wrong))
+
+
+def test_meta_scale_symmetry_with_wrong_power_fails(ctx):
+    assert _fails(chk.symmetry_tallies(ctx, symmetry=lambda c: c ** 2))
+
+
+# ---- domain ----------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("call, name", [
+    (lambda: th.stationary_weight([1.0], 0.0), "lam"),
+    (lambda: th.stationary_weight([np.nan], 1.0), "grad_loss"),
+    (lambda: th.output_map_norm_bound(0.0, 1.0, 1.0), "dt"),
+    (lambda: th.output_map_norm_bound(1.0, 1.0, -1.0), "activation_adjoint"),
+    (lambda: th.output_map_norm_bound(1.0, 1.0, 1.0, -1.0), "grad_residual"),
+    (lambda: th.activation_adjoint_bound([1.0], [-0.1], 1.0, 4), "backward_rates"),
+    (lambda: th.activation_adjoint_bound([1.0], [0.1], 1.0, 0), "n_tokens"),
+    (lambda: th.activation_adjoint_bound([1.0, 2.0], [0.1], 1.0, 2), "h_bound"),
+    (lambda: th.trained_pre_envelope(1.0, 1.0, 1.0, 1.0), "n_steps"),
+    (lambda: th.trained_pre_envelope([1.0, -1.0], 1.0, 1.0, 1.0), "dt"),
+    (lambda: th.trained_pre_envelope_uniform(0, 1.0, 1.0, 1.0, 0.1, 1.0, 1), "n_steps"),
+    (lambda: th.trained_pre_envelope_uniform(3, 1.0, -1.0, 1.0, 0.1, 1.0, 1), "lam"),
+    (lambda: th.trained_pre_envelope_uniform(3, 1.0, 1.0, 1.0, -0.1, 1.0, 1), "backward_rate"),
+    (lambda: th.envelope_moment_bounds(1.0, [0.0, 1.0], 1), "d"),
+    (lambda: th.pre_scale_symmetry(0.0), "c"),
+])
+def test_bad_inputs_raise_value_errors_naming_the_parameter(call, name):
+    with pytest.raises(ValueError, match=f"^{name}"):
+        call()
+
+
+def test_closed_forms_on_hand_computed_values():
+    """K = 2, a = 1: ((1+a)^K − 1)/a = 3; the per-step form with Π = (2, 1) gives the same."""
+    assert th.trained_pre_envelope_uniform(2, 1.0, 0.5, 2.0, 1.0, 3.0, 4) == pytest.approx(2 * 3 * 4 / 0.5 * 3)
+    env = th.trained_pre_envelope_from_backward(1.0, 0.5, [2.0, 2.0], [1.0, 1.0], 3.0, 4)
+    assert env.tolist() == pytest.approx([0.0, 2 * (2 * 2 * 2 * 3) / 0.5, 2 * (2 * 2 * 2 * 3) / 0.5 + 2 * (2 * 2 * 3) / 0.5])
+    assert th.output_map_norm_bound(0.5, 0.1, 2.0, 0.1) == pytest.approx(11.0)
+
+
+@pytest.mark.slow
+def test_solutions_solved_from_scratch_pass_the_same_checks(ctx, monkeypatch, tmp_path):
+    """The default tier starts from precomputed solutions (verify/checks/trained_f6_cache.npz); here every problem
+    is solved from scratch (L-BFGS, then trust-region Newton) and must pass the same check."""
+    caches = (chk.stationary_models, chk.stationary_measurement, chk.illposed_sweep)
+    monkeypatch.setattr(chk, "CACHE", tmp_path / "absent.npz")
+    for c in caches:
+        c.cache_clear()
+    try:
+        _assert_all_pass(chk.check_f6(ctx))
+    finally:
+        for c in caches:
+            c.cache_clear()
