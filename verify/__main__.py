@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print("\n== figures (python -m verify.figures) ==", flush=True)
         fig_rc = subprocess.call([sys.executable, "-m", "verify.figures", "--preset", args.preset,
-                                  "--out", str(FIGURES)])
+                                  "--out", str(FIGURES), "--records", str(args.json)])
         print("\n== claim ledger (python -m verify.report) ==", flush=True)
         from verify.report import main as report_main
 
