@@ -37,3 +37,10 @@ def test_torch_pin_is_the_cpu_build_that_lies_on_disk():
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     torch_req = [d for d in deps if re.match(r"torch\b", d)]
     assert torch_req and all("2.13.0" not in d or ">=" in d for d in torch_req)
+
+
+def test_theorems_doc_is_assembled_from_its_chapters():
+    """docs/theorems.md is generated from docs/theorems/*.md; a stale copy would contradict its chapters."""
+    from verify.docs import assemble
+
+    assert (ROOT / "docs" / "theorems.md").read_text() == assemble(), "run python -m verify.docs"
