@@ -127,3 +127,13 @@ def test_cli_writes_json_and_plot(tmp_path, capsys):
     assert "recommended Δt" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["--placement", "sideways"])
+
+
+def test_optional_short_training_trains_then_measures():
+    """--train-steps: the blocks are trained as independent byte-level LMs first (the loss falls), then measured."""
+    res = run(Options(placement="peri", d=8, depth=6, instances=4, n_tokens=4, grid=(1.0,), train_steps=40))
+    tr = res["measured_after_training"]
+    assert tr["steps"] == 40 and tr["loss_last"] < tr["loss_first"]
+    assert tr["regime_at_init"] == "polynomial" and res["growth"]["regime"] in ("bounded", "polynomial", "exponential")
+    with pytest.raises(ValueError, match="train_steps"):
+        run(Options(placement="peri", train_steps=-1))

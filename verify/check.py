@@ -215,6 +215,50 @@ def nearest_placement(curve: np.ndarray, d: int, depth: int, n_tokens: int, n_in
     return {"placement": best, "distances": dist}
 
 
+# ---- optional short training ------------------------------------------------------------------------------------
+class InstanceLM(nn.Module):
+    """A byte-level language model around the layers, one independent model per instance.
+
+    Per-instance token embedding (I, 256, d) and read-out (I, d, 256), the layers in between, so each of the I
+    instances trains on its own sequences and stays an independent model.
+    """
+
+    def __init__(self, layers: Sequence[nn.Module], n_instances: int, d: int, seed: int, vocab: int = 256):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed + 104729)
+        self.layers = nn.ModuleList(layers)
+        self.embed = nn.Parameter(torch.randn(n_instances, vocab, d, generator=g, dtype=torch.float64))
+        self.head = nn.Parameter(torch.randn(n_instances, d, vocab, generator=g, dtype=torch.float64) / math.sqrt(d))
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:  # idx (I, n) -> mean CE loss
+        x = torch.gather(self.embed, 1, idx.unsqueeze(-1).expand(-1, -1, self.embed.shape[-1]))
+        for layer in self.layers:
+            x = layer(x)
+        c = x - x.mean(-1, keepdim=True)
+        logits = (c / torch.sqrt((c * c).mean(-1, keepdim=True) + 1e-5)) @ self.head
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+def train_layers(layers: Sequence[nn.Module], n_instances: int, d: int, n_tokens: int, steps: int, seed: int,
+                 lr: float = 1e-3, weight_decay: float = 0.1) -> dict:
+    """Train the layers in place for ``steps`` AdamW steps on the embedded corpus; returns the loss curve."""
+    from verify.corpus import default_corpus
+
+    corpus = default_corpus(max_bytes=200_000)
+    model = InstanceLM(layers, n_instances, d, seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    rng = np.random.default_rng(seed)
+    losses = []
+    for _ in range(steps):
+        idx, tgt = corpus.batch("train", n_instances, n_tokens, rng)  # one sequence per instance
+        loss = model(idx, tgt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    return {"steps": steps, "loss_first": losses[0], "loss_last": losses[-1], "corpus": corpus.describe()}
+
+
 # ---- the stability criterion on measurements ----------------------------------------------------------------
 def gains(m: dict[str, np.ndarray]) -> tuple[float, float]:
     """Measured forward gain max_l r̄_l/r̄_0 and backward log-gain max_l log(p̄_l/p̄_L) (instance means)."""
@@ -290,6 +334,13 @@ def run(opts: Options) -> dict:
 
         layers = blocks
         design = f"factory {opts.factory}"
+    trained = None
+    if opts.train_steps < 0:
+        raise ValueError(f"train_steps must be >= 0, got {opts.train_steps}")
+    if opts.train_steps:
+        init_fit = fit_regime(measure(layers, x0, opts.seed)["r"], seed=opts.seed)
+        trained = train_layers(layers, opts.instances, opts.d, max(opts.n_tokens, 8), opts.train_steps, opts.seed)
+        trained["regime_at_init"] = init_fit["regime"]
     m = measure(layers, x0, opts.seed)
     fit = fit_regime(m["r"], seed=opts.seed)
     near = nearest_placement(np.asarray(fit["growth_curve"]), opts.d, opts.depth, opts.n_tokens,
@@ -305,6 +356,7 @@ def run(opts: Options) -> dict:
                                               "statement": theory_says,
                                               "agrees": theory_regime == fit["regime"]},
         "criterion": crit,
+        "measured_after_training": trained,
     }
     if opts.placement is not None:
         own, own_says = THEORY_REGIME[opts.placement]
@@ -362,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--B", type=float, default=d.B, help="largest admissible forward gain")
     ap.add_argument("--tau", type=float, default=d.tau, help="largest admissible backward log-gain")
+    ap.add_argument("--train-steps", type=int, default=d.train_steps,
+                    help="first train the blocks this many AdamW steps on the embedded corpus, then measure")
     ap.add_argument("--out", type=Path, default=d.out)
     args = ap.parse_args(argv)
     opts = Options(**{k: v for k, v in vars(args).items()})
@@ -376,6 +430,10 @@ def main(argv: list[str] | None = None) -> int:
     detail = {"exponential": f"rate {g['rate']:.3g} per layer (95% CI {g['rate_ci95'][0]:.3g}..{g['rate_ci95'][1]:.3g})",
               "polynomial": f"exponent {g['exponent']:.3g} (95% CI {g['exponent_ci95'][0]:.3g}..{g['exponent_ci95'][1]:.3g})",
               "bounded": f"deep-half log-log slope {g['deep_exponent']:.3g}"}[g["regime"]]
+    if result["measured_after_training"]:
+        tr = result["measured_after_training"]
+        print(f"trained {tr['steps']} steps (loss {tr['loss_first']:.3f} -> {tr['loss_last']:.3f}); "
+              f"regime at init was {tr['regime_at_init']}, after training:")
     print(f"{result['design']}: forward growth {g['regime']}, {detail}; confidence {g['confidence']:.0%}")
     print(f"nearest zoo placement: {t['placement']} — theory: {t['statement']} "
           f"({'agrees' if t['agrees'] else 'DISAGREES'} with the measurement)")
