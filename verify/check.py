@@ -255,7 +255,7 @@ def train_layers(layers: Sequence[nn.Module], n_instances: int, d: int, n_tokens
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return {"steps": steps, "loss_first": losses[0], "loss_last": losses[-1], "corpus": corpus.describe()}
 
 
