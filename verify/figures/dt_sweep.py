@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from verify.devices import single_thread
 from theory.criterion import max_uniform_dt
 from theory.forward import peri_norm_bound, post_row_bound, pre_norm_bound
 from verify.checks.criterion import stack_sublayer_norms
@@ -86,7 +87,7 @@ def growth_profile(model: GPT, idx: torch.Tensor, forward_bound=peri_norm_bound,
 
     The theory functions are injectable (the tests pass deliberately wrong ones and show the comparison fails).
     """
-    with gn.one_thread():
+    with single_thread():
         _, _, states = model(idx, trajectory=True)
         xs = [x[0] for x in states]  # (B, T, d) each
         d = xs[0].shape[-1]

@@ -26,7 +26,6 @@ What it is not: a statement about large models — the sizes are tiny so that de
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import math
@@ -35,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from verify.devices import single_thread
 from theory.backward import gradient_envelope, gradient_gain_envelope
 from verify.checks.backward import NORMALISED, default_bounds, step_bound, step_measurements
 from verify.corpus import load_corpus
@@ -98,17 +98,6 @@ def tiny_config(s: TinySizes, placement: str, dt: float, dtype: torch.dtype = to
                       n_heads=s.n_heads, placement=placement, dt=float(dt), dtype=dtype, device=s.device)
 
 
-@contextlib.contextmanager
-def one_thread():
-    """One intra-op thread (deterministic float32 reductions, and faster for these tiny ops); restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @functools.lru_cache(maxsize=4)
 def corpus(data_path: str | None = None):
     """The training text (``verify.corpus``: the embedded default, or ``data_path``), loaded once per process."""
@@ -124,7 +113,7 @@ def trained_state(preset: str, fast: bool, seed: int, placement: str, dt: float,
     """
     s = sizes(preset, fast)
     text = corpus(data_path)
-    with one_thread():
+    with single_thread():
         model = GPT(tiny_config(s, placement, dt, vocab_size=text.vocab_size), seed=seed)
         tcfg = TrainConfig(steps=s.steps, batch_size=s.batch_size, lr=s.lr, warmup=s.warmup, seed=seed,
                            eval_every=0, eval_batches=8, monitor_every=0, progress=False)
@@ -161,7 +150,7 @@ def gradient_profile(model: GPT, idx: torch.Tensor, targets: torch.Tensor) -> di
     Returns ``p`` ((K+1) × B), ``loss`` and per step a dict with the rule, Δt and the B2 pieces (length-B lists),
     and ``exact`` = ‖A_k − I‖₂ (‖A_k‖₂ for post/DeepNorm) per sequence.
     """
-    with one_thread():
+    with single_thread():
         model.zero_grad(set_to_none=True)
         _, loss, states = model(idx, targets, trajectory=True)
         for x in states:

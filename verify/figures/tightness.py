@@ -22,6 +22,7 @@ import json
 import math
 from pathlib import Path
 
+from verify.devices import single_thread
 from verify.figures import grad_norms as gn
 from verify.figures import register_figure, style
 
@@ -86,7 +87,7 @@ def run_records(level: str = "quick", seed: int = 0, only=None) -> dict:
     from verify.strategies import load_profile_from_env
 
     load_profile_from_env()  # the project's deterministic hypothesis profile, as the main job loads it
-    with gn.one_thread():
+    with single_thread():
         return run_checks(Context(level=level, seed=CHECK_SEED + int(seed)), list(only) if only else None,
                           progress=lambda *_: None)
 
