@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
+from theory._domain import require_int, require_nonnegative, require_positive, require_real
 from verify.devices import resolve_device
 
 
@@ -67,33 +68,11 @@ def _choice(name: str, value, choices):
 
 
 def _positive(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite real number, got {value!r}")
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return float(value)
+    return float(require_positive(name, value))
 
 
 def _nonnegative(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite real number, got {value!r}")
-    if not value >= 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return float(value)
-
-
-def _finite(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite real number, got {value!r}")
-    return float(value)
-
-
-def _int_at_least(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return value
+    return float(require_nonnegative(name, value))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,14 +113,14 @@ class StackConfig:
     device: str = "cpu"
 
     def __post_init__(self):
-        _int_at_least("d", self.d, 2)
-        _int_at_least("n_blocks", self.n_blocks, 1)
+        require_int("d", self.d, 2)
+        require_int("n_blocks", self.n_blocks, 1)
         object.__setattr__(self, "placement", _choice("placement", self.placement, [p.value for p in Placement]))
-        _int_at_least("n_heads", self.n_heads, 1)
+        require_int("n_heads", self.n_heads, 1)
         if self.d % self.n_heads:
             raise ValueError(f"n_heads must divide d, got n_heads={self.n_heads}, d={self.d}")
         if self.d_mlp is not None:
-            _int_at_least("d_mlp", self.d_mlp, 1)
+            require_int("d_mlp", self.d_mlp, 1)
         if isinstance(self.sublayers, str) or not isinstance(self.sublayers, Sequence) or not self.sublayers:
             raise ValueError(f"sublayers must be a non-empty tuple of {SUBLAYER_KINDS}, got {self.sublayers!r}")
         object.__setattr__(self, "sublayers", tuple(_choice("sublayers", s, SUBLAYER_KINDS) for s in self.sublayers))
@@ -149,8 +128,8 @@ class StackConfig:
         _nonnegative("eps", self.eps)
         if self.eps_out is not None:
             _nonnegative("eps_out", self.eps_out)
-        _finite("gamma", self.gamma)
-        _finite("beta", self.beta)
+        require_real("gamma", self.gamma)
+        require_real("beta", self.beta)
         _choice("activation", self.activation, ACTIVATIONS)
         if isinstance(self.dt, (int, float)) and not isinstance(self.dt, bool):
             _positive("dt", self.dt)
@@ -166,7 +145,7 @@ class StackConfig:
         _nonnegative("out_scale", self.out_scale)
         _nonnegative("bias_std", self.bias_std)
         if self.mixln_post_blocks is not None:
-            _int_at_least("mixln_post_blocks", self.mixln_post_blocks, 0)
+            require_int("mixln_post_blocks", self.mixln_post_blocks, 0)
             if self.mixln_post_blocks > self.n_blocks:
                 raise ValueError(f"mixln_post_blocks must be <= n_blocks={self.n_blocks}, got {self.mixln_post_blocks}")
         if self.deepnorm_alpha is not None:
@@ -399,7 +378,7 @@ class Stack(nn.Module):
     def __init__(self, cfg: StackConfig, n_instances: int = 1, seed: int = 0):
         super().__init__()
         self.cfg = cfg
-        self.n_instances = _int_at_least("n_instances", n_instances, 1)
+        self.n_instances = require_int("n_instances", n_instances, 1)
         self.steps = nn.ModuleList(ResidualStep(cfg, k, n_instances) for k in range(cfg.n_steps))
         if cfg.final_norm:
             self.final = BatchedNorm(n_instances, cfg.d, cfg.norm, cfg.eps, cfg.gamma, cfg.beta)
@@ -435,7 +414,7 @@ class Stack(nn.Module):
         self.to(device=self.device, dtype=cfg.dtype)
         return self
 
-    def check_finite(self) -> None:
+    def checkrequire_real(self) -> None:
         """Raise ValueError naming the first parameter that holds NaN or inf."""
         for name, p in self.named_parameters():
             if not bool(torch.isfinite(p).all()):
@@ -461,7 +440,7 @@ class Stack(nn.Module):
         """
         if validate:
             self.check_input(x)
-            self.check_finite()
+            self.checkrequire_real()
         states = [x]
         for step in self.steps:
             x = step(x)
@@ -477,9 +456,9 @@ class Stack(nn.Module):
 def sample_inputs(cfg: StackConfig, n_instances: int, n_tokens: int, seed: int, batch: Sequence[int] = (),
                   scale: float = 1.0, mean: float = 0.0) -> torch.Tensor:
     """Gaussian hidden states X_0 of shape (I, *batch, n, d), entries N(mean, scale²), drawn on the CPU."""
-    _int_at_least("n_tokens", n_tokens, 1)
+    require_int("n_tokens", n_tokens, 1)
     _positive("scale", scale)
-    _finite("mean", mean)
+    require_real("mean", mean)
     gen = torch.Generator().manual_seed(int(seed))
     x = mean + scale * torch.randn((n_instances, *batch, n_tokens, cfg.d), generator=gen, dtype=torch.float64)
     return x.to(device=resolve_device(cfg.device), dtype=cfg.dtype)
