@@ -43,10 +43,10 @@ def _is_mp(value) -> bool:
     return isinstance(value, mpmath.mpf)
 
 
-def _nonnegative_scalar_or_array(name: str, value):
-    """A real scalar (float or mpmath) ≥ 0 is returned as is; anything else must be a finite array ≥ 0."""
+def _real_scalar_or_array(name: str, value, nonnegative: bool = False):
+    """A real scalar (float or mpmath) is returned as is; anything else must be a finite array (≥ 0 if asked)."""
     if _is_real_scalar(value):
-        return require_nonnegative(name, value)
+        return require_nonnegative(name, value) if nonnegative else require_real(name, value)
     if isinstance(value, (str, bytes)) or value is None:
         raise ValueError(f"{name} must be a real number or an array of them, got {value!r}")
     try:
@@ -55,23 +55,13 @@ def _nonnegative_scalar_or_array(name: str, value):
         raise ValueError(f"{name} must be a real number or an array of them, got {value!r}") from exc
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or inf")
-    if not np.all(arr >= 0):
+    if nonnegative and not np.all(arr >= 0):
         raise ValueError(f"{name} must be >= 0, got min {arr.min()!r}")
     return arr
 
 
-def _real_scalar_or_array(name: str, value):
-    if _is_real_scalar(value):
-        return require_real(name, value)
-    if isinstance(value, (str, bytes)) or value is None:
-        raise ValueError(f"{name} must be a real number or an array of them, got {value!r}")
-    try:
-        arr = np.asarray(value, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a real number or an array of them, got {value!r}") from exc
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return arr
+def _nonnegative_scalar_or_array(name: str, value):
+    return _real_scalar_or_array(name, value, nonnegative=True)
 
 
 def _rows(name: str, z) -> np.ndarray:
