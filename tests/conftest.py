@@ -4,9 +4,9 @@ from __future__ import annotations
 import mpmath
 import pytest
 
-from verify.devices import available_devices
-from verify.registry import Context
-from verify.strategies import load_profile_from_env
+from verify.checks.registry import Context
+from verify.engine.devices import available_devices
+from verify.engine.strategies import load_profile_from_env
 
 PROFILE = load_profile_from_env()
 

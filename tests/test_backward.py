@@ -15,15 +15,15 @@ import torch
 
 from theory import backward as tb
 from verify.checks import backward as cb
-from verify.jacobians import (
+from verify.checks.registry import Context
+from verify.engine.jacobians import (
     _block_diag_rows,
     batched_jacobian,
     closed_form_norm_jacobian,
     composed_step_jacobian,
     step_jacobian,
 )
-from verify.registry import Context
-from verify.zoo import Stack, StackConfig, sample_inputs
+from verify.engine.zoo import Stack, StackConfig, sample_inputs
 
 
 def all_passed(tallies) -> bool:

@@ -48,7 +48,7 @@ def test_quick_benchmark_reports_positive_finite_ratios(tmp_path, capsys):
 
 def test_flop_count_of_one_block():
     """One attention + MLP block on n tokens costs 8nd² + 4n²d + 4nd·4d FLOPs per instance (matmuls only)."""
-    from verify.zoo import StackConfig
+    from verify.engine.zoo import StackConfig
 
     cfg = StackConfig(d=16, n_blocks=1)
     n = 5

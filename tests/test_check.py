@@ -15,8 +15,16 @@ import numpy as np
 import pytest
 from torch import nn
 
-from verify.check import (THEORY_REGIME, ZOO_PLACEMENTS, ContractError, Options, fit_regime, load_factory, main,
-                          run)
+from verify.check.core import (
+    THEORY_REGIME,
+    ZOO_PLACEMENTS,
+    ContractError,
+    Options,
+    fit_regime,
+    load_factory,
+    main,
+    run,
+)
 
 SMALL = dict(d=16, depth=24, instances=16, n_tokens=3, grid=(0.05, 0.5, 2.0))
 
@@ -60,8 +68,8 @@ def test_criterion_is_not_vacuous_for_no_norm_stacks(zoo_results):
 
 
 @pytest.mark.parametrize("factory,regime,near", [
-    ("verify.designs.dyt:make_block", "polynomial", None),
-    ("verify.designs.b2t:make_block", "bounded", None),
+    ("verify.check.designs.dyt:make_block", "polynomial", None),
+    ("verify.check.designs.b2t:make_block", "bounded", None),
 ])
 def test_user_designs_through_the_import_path(factory, regime, near):
     res = run(Options(factory=factory, **SMALL))

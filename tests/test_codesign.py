@@ -24,7 +24,7 @@ from theory.codesign import (
     pre_effective_output_decay,
 )
 from verify.checks.criterion import check_s3
-from verify.registry import Context
+from verify.checks.registry import Context
 
 
 def _failed(tallies) -> list[str]:

@@ -35,7 +35,7 @@ from theory.criterion import (
     water_level,
 )
 from verify.checks.criterion import check_s1, check_s2
-from verify.registry import Context
+from verify.checks.registry import Context
 
 
 def _failed(tallies) -> list[str]:

@@ -11,7 +11,7 @@ import pytest
 
 from theory import trained as th
 from verify.checks import trained as chk
-from verify.registry import REGISTRY
+from verify.checks.registry import REGISTRY
 
 
 def _by_name(tallies, fragment):

@@ -15,8 +15,8 @@ import torch
 from theory import forward as fw
 from theory import witnesses as wt
 from verify.checks import forward as checks
-from verify.registry import REGISTRY, Context
-from verify.witness_loader import load_witness
+from verify.checks.registry import REGISTRY, Context
+from verify.engine.witness_loader import load_witness
 
 META_EXAMPLES = 2  # meta-tests: a couple of drawn cases plus every witness; the witnesses alone must expose the error
 

@@ -31,7 +31,7 @@ from theory.init_moments import (
     uniform_attention_mixed_sq,
 )
 from verify.checks import init_moments as f5
-from verify.registry import REGISTRY, Context
+from verify.checks.registry import REGISTRY, Context
 
 GELU_PHI2_AT_1 = "0.42522148257029867491855441638549490689956"  # 1/3 + √3/(6π), 41 digits (mpmath, 60 dps)
 

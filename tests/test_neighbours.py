@@ -14,7 +14,7 @@ import pytest
 
 from theory import neighbours as nb
 from verify.checks import neighbours as checks
-from verify.registry import REGISTRY, Context
+from verify.checks.registry import REGISTRY, Context
 
 
 def _assert_all_passed(tallies):

@@ -31,7 +31,7 @@ from theory.norms import (
     rms_row_mean_square,
 )
 from verify.checks.norms import check_n1, check_n2, check_n3
-from verify.registry import Context
+from verify.checks.registry import Context
 
 
 class _MetaContext(Context):
@@ -295,7 +295,7 @@ def test_theory_functions_state_theorem_provenance_and_domain():
 
 
 def test_checks_are_registered_under_n1_n2_n3():
-    from verify.registry import REGISTRY
+    from verify.checks.registry import REGISTRY
 
     assert REGISTRY["N1"].run is check_n1
     assert REGISTRY["N2"].run is check_n2

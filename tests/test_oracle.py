@@ -1,7 +1,7 @@
 """E1 — the float64 zoo forward pass equals the 50-digit mpmath recursion, and the oracle certifies itself.
 
-The check (verify.checks.oracle.check_e1) compares every hidden-state row of verify.zoo.Stack with the
-independent mpmath recursion of verify.oracle within a first-order round-off bound measured on the instance.
+The check (verify.checks.oracle.check_e1) compares every hidden-state row of verify.engine.zoo.Stack with the
+independent mpmath recursion of verify.engine.oracle within a first-order round-off bound measured on the instance.
 Meta-tests show the comparison can fail: an oracle with the wrong placement or with the tanh approximation of
 GELU, and a float32 engine held to the float64 bound, must all fail it.
 """
@@ -19,10 +19,23 @@ import numpy as np
 import pytest
 import torch
 
-from verify.checks.oracle import (PLACEMENTS, check_e1, mp_unit_roundoff, roundoff_tolerance, single_thread)
-from verify.oracle import (UndefinedNormError, compare_ladder, gelu_erf, gelu_tanh, oracle_forward,
-                           precision_ladder, step_rule)
-from verify.zoo import Stack, StackConfig, sample_inputs
+from verify.checks.oracle import (
+    PLACEMENTS,
+    check_e1,
+    mp_unit_roundoff,
+    roundoff_tolerance,
+    single_thread,
+)
+from verify.engine.oracle import (
+    UndefinedNormError,
+    compare_ladder,
+    gelu_erf,
+    gelu_tanh,
+    oracle_forward,
+    precision_ladder,
+    step_rule,
+)
+from verify.engine.zoo import Stack, StackConfig, sample_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -229,6 +242,6 @@ def test_roundoff_tolerance_scales_with_unit_roundoff_and_grows_with_depth():
 
 
 def test_oracle_module_does_not_import_torch():
-    """The oracle is independent of the engine: importing verify.oracle pulls in mpmath, not torch."""
-    code = "import sys, verify.oracle; assert 'torch' not in sys.modules, 'torch imported'"
+    """The oracle is independent of the engine: importing verify.engine.oracle pulls in mpmath, not torch."""
+    code = "import sys, verify.engine.oracle; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)

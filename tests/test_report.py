@@ -8,10 +8,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from verify.__main__ import run_checks
-from verify.ledger import CATALOGUE, CLAIMS
-from verify.registry import Context
-from verify.report import build_ledger, main, write_report
+from verify.checks.registry import Context, run_checks
+from verify.report.core import build_ledger, main, write_report
+from verify.report.ledger import CATALOGUE, CLAIMS
 
 
 def _results(verdicts: dict[str, str]) -> dict:

@@ -1,4 +1,4 @@
-"""verify.stats — Monte-Carlo bands hold their stated false-alarm rate, and a wrong mean fails them.
+"""verify.engine.stats — Monte-Carlo bands hold their stated false-alarm rate, and a wrong mean fails them.
 
 Coverage is measured, not assumed: thousands of independent bands on distributions with a known mean, and the
 number that miss must be consistent with the nominal rate (an exact binomial interval at 1 − 1e-4). Every random
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from verify.record import Tally
-from verify.stats import (
+from verify.checks.record import Tally
+from verify.engine.stats import (
     DEFAULT_FALSE_ALARM,
     Band,
     BandSet,

@@ -10,12 +10,24 @@ import numpy as np
 import pytest
 import torch
 
-from verify import moments
-from verify.corpus import Corpus, default_corpus_bytes, from_bytes, load_corpus, stdlib_files
-from verify.gpt import GPT, GPTConfig, gpt_config, state_digest
-from verify.monitors import BFLOAT16_MAX, FLOAT16_MAX, Monitor, output_map, step_activation
-from verify.train import TrainConfig, lr_at, make_optimizer, spawn_ddp, train
-from verify.zoo import StackConfig
+from verify.engine import moments
+from verify.engine.zoo import StackConfig
+from verify.training.corpus import (
+    Corpus,
+    default_corpus_bytes,
+    from_bytes,
+    load_corpus,
+    stdlib_files,
+)
+from verify.training.gpt import GPT, GPTConfig, gpt_config, state_digest
+from verify.training.monitors import (
+    BFLOAT16_MAX,
+    FLOAT16_MAX,
+    Monitor,
+    output_map,
+    step_activation,
+)
+from verify.training.train import TrainConfig, lr_at, make_optimizer, spawn_ddp, train
 
 SMALL = 60_000  # bytes of the embedded corpus the tests use (the figures use 2 MB)
 
@@ -179,7 +191,7 @@ def test_float64_training_and_divergence_is_reported(corpus):
 
 # ---- monitors ----------------------------------------------------------------------------------------------------
 def test_monitor_reads_the_k7_moments_adjoints_and_grads_through_hooks(corpus):
-    """The hooked moments equal verify.moments on the trajectory; adjoint norms equal autograd's ∂loss/∂X_k;
+    """The hooked moments equal verify.engine.moments on the trajectory; adjoint norms equal autograd's ∂loss/∂X_k;
     the model's own gradients are left as they were."""
     m = tiny_model(dtype=torch.float64, placement="peri")
     mon = Monitor(m)

@@ -12,9 +12,13 @@ import math
 import numpy as np
 import pytest
 
-from theory.uq import flow_lipschitz_bound, step_lipschitz_bounds, wasserstein_pushforward_bound
+from theory.uq import (
+    flow_lipschitz_bound,
+    step_lipschitz_bounds,
+    wasserstein_pushforward_bound,
+)
+from verify.checks.registry import Context
 from verify.checks.uq import check_u1, empirical_wasserstein
-from verify.registry import Context
 
 
 def _failed(tallies) -> list[str]:

@@ -1,4 +1,4 @@
-"""The batched block zoo (verify.zoo) against hand-written single-instance formulas, and its input checking.
+"""The batched block zoo (verify.engine.zoo) against hand-written single-instance formulas, and its input checking.
 
 Claims: every placement's residual step is the formula in the zoo's docstring (checked against a plain-torch,
 unbatched re-statement below, written from the docstring, not from the zoo's code); the batched engine computes
@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from verify.checks.oracle import roundoff_tolerance, single_thread
-from verify.zoo import Placement, ResidualAdd, Stack, StackConfig, sample_inputs
+from verify.engine.zoo import Placement, ResidualAdd, Stack, StackConfig, sample_inputs
 
 PLACEMENTS = [p.value for p in Placement]
 

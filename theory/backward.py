@@ -3,7 +3,7 @@
 Pure mathematics (numpy, mpmath): functions of measured or closed-form quantities (the sublayer Jacobian
 norm ‖J_F‖₂, the norm layers' input scales s, gains, Δt) that return bounds, exact scalings or mean-field
 recursions. The numerical side (exact Jacobians with ``torch.func``, the block zoo) lives in
-``verify/jacobians.py`` and ``verify/checks/backward.py``; proofs are in ``docs/theorems/B.md``.
+``verify/engine/jacobians.py`` and ``verify/checks/backward.py``; proofs are in ``docs/theorems/B.md``.
 
 Conventions. A hidden state X ∈ R^{n×d} is vectorised row by row to R^{nd}; step k maps X_k to X_{k+1} and
 A_k = ∂X_{k+1}/∂X_k is an nd×nd matrix; p_k = ∂loss/∂X_k obeys p_k = A_kᵀ p_{k+1}. All matrix norms are
@@ -19,7 +19,13 @@ from __future__ import annotations
 import mpmath
 import numpy as np
 
-from theory._domain import require_choice, require_int, require_positive, require_real, step_sizes
+from theory._domain import (
+    require_choice,
+    require_int,
+    require_positive,
+    require_real,
+    step_sizes,
+)
 
 __all__ = [
     "norm_jacobian_scale",

@@ -19,7 +19,13 @@ import math
 
 import numpy as np
 
-from theory._domain import require_nonnegative, require_positive, require_real, require_width, step_sizes
+from theory._domain import (
+    require_nonnegative,
+    require_positive,
+    require_real,
+    require_width,
+    step_sizes,
+)
 
 __all__ = [
     "pre_absorbed_output_scale",

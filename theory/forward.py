@@ -175,7 +175,7 @@ def peri_moment_bounds(x0_max_norm, dt, c_out, d, n_steps=None) -> dict[str, np.
     """F2 corollaries — the three hidden-state moments of the paper's Fig. 1 grow at most linearly/quadratically.
 
     With R_k = max_i‖x_{0,i}‖ + Σ_{j<k} Δt_j C_out,j (F2 applied to the largest row, ``x0_max_norm`` = the max
-    over every row and data sample), the moments of ``verify.moments`` obey for k = 0..K
+    over every row and data sample), the moments of ``verify.engine.moments`` obey for k = 0..K
         mean_abs_k      ≤ R_k/√d            (linear in t),
         entrywise_var_k ≤ R_k²/d            (quadratic in t),
         datawise_var_k  ≤ R_k²/d            (quadratic in t).

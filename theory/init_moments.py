@@ -1,6 +1,6 @@
 """F5 — second moments of hidden states at initialisation, per norm placement.
 
-Setting (the zoo's initialisation, ``verify.zoo.Stack``): every weight matrix has iid N(0, var) entries,
+Setting (the zoo's initialisation, ``verify.engine.zoo.Stack``): every weight matrix has iid N(0, var) entries,
 independent across matrices and across residual steps; biases are iid N(0, b_var); norms have a constant gain
 γ and β = 0. One residual step k with size Δt_k:
 

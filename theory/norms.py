@@ -12,7 +12,7 @@ The statistic a LayerNorm divides by is the *centred* variance σ², never the r
 row with a large mean and a small spread has a small s and therefore a *large* Jacobian. Every function
 below that takes ``variance`` means σ².
 
-What this module is not: a norm layer for networks (that is ``verify.zoo.BatchedNorm``). It is pure
+What this module is not: a norm layer for networks (that is ``verify.engine.zoo.BatchedNorm``). It is pure
 mathematics on numpy/mpmath numbers, no torch.
 """
 from __future__ import annotations
@@ -23,7 +23,12 @@ from typing import NamedTuple
 import mpmath
 import numpy as np
 
-from theory._domain import _is_real_scalar, require_nonnegative, require_real, require_width
+from theory._domain import (
+    _is_real_scalar,
+    require_nonnegative,
+    require_real,
+    require_width,
+)
 
 __all__ = [
     "norm_output_bound",

@@ -39,7 +39,13 @@ import math
 
 import numpy as np
 
-from theory._domain import require_int, require_nonnegative, require_positive, require_width, step_sizes
+from theory._domain import (
+    require_int,
+    require_nonnegative,
+    require_positive,
+    require_width,
+    step_sizes,
+)
 from theory.backward import gradient_envelope
 from theory.forward import attention_output_sup, mlp_output_sup
 

@@ -1,10 +1,10 @@
 """Witness instances for F1–F4: explicit Transformer stacks that attain (or approach) the forward bounds.
 
-A witness is a plain-numpy *spec* the numerical side loads into a ``verify.zoo.Stack``
-(``verify.witness_loader.load_witness``), so that an inequality of ``theory.forward`` is shown to be tight and a
+A witness is a plain-numpy *spec* the numerical side loads into a ``verify.engine.zoo.Stack``
+(``verify.engine.witness_loader.load_witness``), so that an inequality of ``theory.forward`` is shown to be tight and a
 wrong bound (a constant 10% too small, a dropped Δt, a wrong exponent) is caught. A spec is a dict:
 
-- ``config``: keyword arguments of ``verify.zoo.StackConfig`` (plain Python values);
+- ``config``: keyword arguments of ``verify.engine.zoo.StackConfig`` (plain Python values);
 - ``params``: {zoo parameter name: array with the leading instance dimension I}, e.g. ``steps.0.sublayer.W1``
   of shape (I, d, d_mlp); parameters not listed keep the zoo's seeded initialisation (``seed``);
 - ``x0``: the input hidden states, shape (I, n, d) or (I, B, n, d);

@@ -12,69 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
-from verify.registry import LEVELS, Context, load_all
+from verify.checks.registry import LEVELS, Context, run_checks
+from verify.engine.strategies import load_profile_from_env
 
 FIGURES = Path(__file__).resolve().parents[1] / "figures"
-from verify.strategies import load_profile_from_env
-
-
-def environment(device: str) -> dict:
-    import hypothesis
-    import mpmath
-    import numpy
-    import scipy
-    import torch
-
-    info = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "numpy": numpy.__version__,
-        "scipy": scipy.__version__,
-        "mpmath": mpmath.__version__,
-        "mpmath_backend": mpmath.libmp.BACKEND,
-        "hypothesis": hypothesis.__version__,
-        "torch": torch.__version__,
-        "device": device,
-    }
-    if device.startswith("cuda"):
-        info["device_name"] = torch.cuda.get_device_name(torch.device(device))
-    return info
-
-
-def run_checks(ctx: Context, only: list[str] | None = None, progress=print) -> dict:
-    registry = load_all()
-    ids = list(registry) if not only else only
-    unknown = [i for i in ids if i not in registry]
-    if unknown:
-        raise ValueError(f"--only names unknown theorem ids {unknown}; known: {sorted(registry)}")
-    records = []
-    for tid in ids:
-        chk = registry[tid]
-        t0 = time.perf_counter()
-        try:
-            tallies = chk.run(ctx)
-            error = None
-        except Exception as exc:  # a crashing check is a failed check, reported, not a crashed report
-            tallies, error = [], f"{type(exc).__name__}: {exc}"
-        seconds = time.perf_counter() - t0
-        verdict = "PASS" if tallies and all(t.passed for t in tallies) and error is None else "FAIL"
-        rec = {
-            "id": tid, "title": chk.title, "statement": chk.statement, "provenance": chk.provenance,
-            "theory": list(chk.theory), "tests": list(chk.tests), "docs": chk.docs,
-            "verdict": verdict, "error": error, "seconds": round(seconds, 3),
-            "cases": sum(t.cases for t in tallies),
-            "checks": [t.as_dict() for t in tallies],
-        }
-        records.append(rec)
-        progress(f"{tid:<4} {chk.title}  [{verdict}, {seconds:.1f}s]" + (f"  ERROR {error}" if error else ""))
-        for t in tallies:
-            progress("     " + t.summary())
-    return {"level": ctx.level, "seed": ctx.seed, "environment": environment(ctx.device), "theorems": records}
 
 
 def main(argv: list[str] | None = None) -> int:

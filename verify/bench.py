@@ -3,7 +3,7 @@
     python -m verify.bench [--quick] [--device cpu|cuda] [--threads N] [--json PATH]
 
 1. Batched zoo throughput. For each width d and instance count I, one forward pass of a peri-LN
-   :class:`verify.zoo.Stack` over I instances (n tokens, L blocks, attention + MLP) is timed and converted to
+   :class:`verify.engine.zoo.Stack` over I instances (n tokens, L blocks, attention + MLP) is timed and converted to
    GFLOP/s (a multiply-add counts 2; attention 8nd² + 4n²d and MLP 4nd·d_mlp per step and sequence; norms,
    softmax and activations are not counted). Two reference points with the same FLOP count:
    - ``bmm``: ``torch.bmm`` on the engine's largest operand shapes, (I, n, d) @ (I, d, 4d), repeated until the
@@ -77,7 +77,7 @@ def time_call(fn, device, min_seconds: float, min_repeats: int = 3) -> float:
 def bench_engine(d: int, n_instances: int, n_tokens: int, n_blocks: int, device: str, min_seconds: float) -> dict:
     import torch
 
-    from verify.zoo import Stack, StackConfig, sample_inputs
+    from verify.engine.zoo import Stack, StackConfig, sample_inputs
 
     cfg = StackConfig(d=d, n_blocks=n_blocks, placement="peri", n_heads=max(1, d // 16), causal=True,
                       device=device)
@@ -115,8 +115,8 @@ def bench_engine(d: int, n_instances: int, n_tokens: int, n_blocks: int, device:
 # ---- 2. the oracle ---------------------------------------------------------------------------------------------
 def oracle_problem(n_blocks: int, d: int, tokens: int, dps: int) -> dict:
     """A JSON-able oracle problem: config fields, one instance's weights, its input."""
-    from verify.oracle import OracleConfig
-    from verify.zoo import Stack, StackConfig, sample_inputs
+    from verify.engine.oracle import OracleConfig
+    from verify.engine.zoo import Stack, StackConfig, sample_inputs
 
     cfg = StackConfig(d=d, n_blocks=n_blocks, placement="peri", n_heads=2, causal=True, bias_std=0.1)
     stack = Stack(cfg, 1, seed=3)
@@ -132,7 +132,7 @@ def time_oracle(problem: dict, repeats: int = 2) -> dict:
     working precision), which would otherwise be charged to whichever backend runs first."""
     import mpmath
 
-    from verify.oracle import oracle_forward
+    from verify.engine.oracle import oracle_forward
 
     best = float("inf")
     for _ in range(repeats):
@@ -166,7 +166,7 @@ def time_oracle_without_gmpy(problem: dict, timeout: float = 600) -> dict:
 def run(quick: bool = False, device: str = "cpu", threads: int | None = None, progress=print) -> dict:
     import torch
 
-    from verify.devices import resolve_device
+    from verify.engine.devices import resolve_device
 
     resolve_device(device)
     if threads is not None and threads < 1:

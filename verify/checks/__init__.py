@@ -1,1 +1,1 @@
-"""Registered theorem checks, one module per catalogue group (see verify.registry.CHECK_MODULES)."""
+"""Registered theorem checks, one module per catalogue group (see verify.checks.registry.CHECK_MODULES)."""

@@ -3,13 +3,12 @@ envelope on real backward passes, scale invariance, and init-time mean-field gra
 
 Every theory function a check uses is a keyword argument, so the meta-tests in ``tests/test_backward.py``
 can inject a deliberately wrong theory (uncentred N2, dropped Δt, wrong exponent, 10% wrong constant) and
-show that the check fails. Instances are drawn by hypothesis (``verify.strategies``) and each example is one
+show that the check fails. Instances are drawn by hypothesis (``verify.engine.strategies``) and each example is one
 batched computation over its I instances.
 """
 from __future__ import annotations
 
 import functools
-
 import math
 
 import hypothesis
@@ -37,7 +36,10 @@ from theory.backward import (
     pre_step_deviation_bound,
     step_bound_weight_growth_factor,
 )
-from verify.jacobians import (
+from verify.checks.record import Tally
+from verify.checks.registry import Context, register
+from verify.engine.devices import single_threaded
+from verify.engine.jacobians import (
     closed_form_norm_jacobian,
     composed_step_jacobian,
     identity_like,
@@ -48,11 +50,8 @@ from verify.jacobians import (
     sublayer_input,
     sublayer_jacobian,
 )
-from verify.record import Tally
-from verify.devices import single_threaded
-from verify.registry import Context, register
-from verify.strategies import StackCase, log_uniform, run_over, stack_cases
-from verify.zoo import Stack, StackConfig, sample_inputs
+from verify.engine.strategies import StackCase, log_uniform, run_over, stack_cases
+from verify.engine.zoo import Stack, StackConfig, sample_inputs
 
 # ---- tolerances ------------------------------------------------------------------------------------------------
 # B1: engine Jacobian vs chain-rule composition / 50-digit oracle, error relative to max|A| per instance.
@@ -240,7 +239,7 @@ def _jacobian_scale(step, x: torch.Tensor) -> np.ndarray | None:
           statement="A_k = ∂X_{k+1}/∂X_k per placement = chain rule of N2 (centred) and J_F, e.g. pre "
                     "A = I + Δt J_F(N(X)) J_N(X)",
           provenance="paper claim K4, our statement",
-          theory=("verify.jacobians.composed_step_jacobian", "verify.jacobians.closed_form_norm_jacobian"),
+          theory=("verify.engine.jacobians.composed_step_jacobian", "verify.engine.jacobians.closed_form_norm_jacobian"),
           tests=("tests/test_backward.py",))
 @single_threaded
 def check_b1(ctx: Context, composition=composed_step_jacobian, norm_jacobian=closed_form_norm_jacobian,

@@ -49,10 +49,10 @@ from theory.criterion import (
     post_max_dt_closed_form,
     schedule_dual_value,
 )
-from verify.record import Tally
-from verify.registry import Context, register
-from verify.strategies import log_uniform, run_over
-from verify.zoo import Stack, StackConfig, sample_inputs
+from verify.checks.record import Tally
+from verify.checks.registry import Context, register
+from verify.engine.strategies import log_uniform, run_over
+from verify.engine.zoo import Stack, StackConfig, sample_inputs
 
 U = float(np.finfo(np.float64).eps) / 2  # unit round-off of float64, 1.1e-16
 

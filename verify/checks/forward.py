@@ -1,9 +1,9 @@
 """Registered checks for F1–F4 (forward stability): measured row norms of the batched zoo against theory.forward.
 
-Each check draws stacks with hypothesis (``verify.strategies.stack_cases``, placements restricted per theorem),
+Each check draws stacks with hypothesis (``verify.engine.strategies.stack_cases``, placements restricted per theorem),
 runs every instance of a draw as one float64 forward pass, measures ‖x_{k,i}‖ for every step k, row i (and data
 sample), reads the weight norms the bound needs off the stack, and records ``measured ≤ bound``. Witness specs from
-``theory.witnesses`` (loaded by ``verify.witness_loader``) show each bound is attained, and carry the growth law
+``theory.witnesses`` (loaded by ``verify.engine.witness_loader``) show each bound is attained, and carry the growth law
 (F2: independent of the weights; F3: ∝ the output-map scale; F4: exponential rate log(1 + Δt a)).
 
 Every theory function a check uses is a keyword argument, so the meta-tests can inject a wrong theory and watch
@@ -30,13 +30,18 @@ from theory.forward import (
     post_row_bound,
     pre_norm_bound,
 )
-from theory.witnesses import f1_post_witness, f2_peri_witness, f3_pre_witness, f4_none_witness
-from verify.moments import all_moments
-from verify.record import Tally
-from verify.registry import Context, register
-from verify.strategies import StackCase, run_over, stack_cases
-from verify.witness_loader import load_witness
-from verify.zoo import Stack, sample_inputs
+from theory.witnesses import (
+    f1_post_witness,
+    f2_peri_witness,
+    f3_pre_witness,
+    f4_none_witness,
+)
+from verify.checks.record import Tally
+from verify.checks.registry import Context, register
+from verify.engine.moments import all_moments
+from verify.engine.strategies import StackCase, run_over, stack_cases
+from verify.engine.witness_loader import load_witness
+from verify.engine.zoo import Stack, sample_inputs
 
 U = float(np.finfo(np.float64).eps) / 2  # unit round-off of float64, 1.1e-16
 

@@ -1,8 +1,8 @@
 """F5 — second moments at initialisation, checked by batched Monte Carlo over the zoo.
 
-Each drawn example is one ``verify.zoo.Stack`` with hundreds of independent instances (leading dim I), run as
+Each drawn example is one ``verify.engine.zoo.Stack`` with hundreds of independent instances (leading dim I), run as
 one tensor computation; per instance the squared row norms are averaged over its tokens, and the instance
-averages are the iid samples of a band (``verify.stats``: Student-t at a false-alarm rate of 1e-4 per tally,
+averages are the iid samples of a band (``verify.engine.stats``: Student-t at a false-alarm rate of 1e-4 per tally,
 Bonferroni over the tally's comparisons). Two kinds of comparison:
 
 - *closed form*: E‖x_k‖² − E‖x_0‖² against the theory's recursion evaluated from the configuration alone
@@ -42,11 +42,17 @@ from theory.init_moments import (
     pre_second_moments,
     uniform_attention_mixed_sq,
 )
-from verify.record import Tally
-from verify.registry import Context, register
-from verify.stats import DEFAULT_FALSE_ALARM, BandSet, mean_band
-from verify.strategies import StackCase, epsilons, log_uniform, run_over, width_and_heads
-from verify.zoo import StackConfig
+from verify.checks.record import Tally
+from verify.checks.registry import Context, register
+from verify.engine.stats import DEFAULT_FALSE_ALARM, BandSet, mean_band
+from verify.engine.strategies import (
+    StackCase,
+    epsilons,
+    log_uniform,
+    run_over,
+    width_and_heads,
+)
+from verify.engine.zoo import StackConfig
 
 THEOREM = "F5"
 # Round-off of one squared row norm in float64: d ≤ 64 products summed, relative error ≤ ~d·1.1e-16 < 1e-14;

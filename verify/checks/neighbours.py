@@ -1,7 +1,7 @@
 """Registered checks for X1–X6: six neighbouring published results, measured on the batched zoo.
 
-Each Monte-Carlo example is one (or a few chunked) ``verify.zoo.Stack`` with many independent instances run as one
-tensor computation; instances are the iid samples of a band (``verify.stats``: Student-t at a false-alarm rate of
+Each Monte-Carlo example is one (or a few chunked) ``verify.engine.zoo.Stack`` with many independent instances run as one
+tensor computation; instances are the iid samples of a band (``verify.engine.stats``: Student-t at a false-alarm rate of
 1e-4 per tally, Bonferroni over the tally's comparisons, plus an explicit, documented finite-width term where the
 theory is a d → ∞ statement). Exact statements (zero gradients, preserved deviations, the softmax ∞→1 norm, the
 DeepNorm identity) are identity tallies at round-off tolerance. Every inequality has a witness.
@@ -42,11 +42,16 @@ from theory.neighbours import (
     xiong_post_presum_energy,
     xiong_pre_energy_bounds,
 )
-from verify.record import Tally
-from verify.registry import Context, register
-from verify.stats import DEFAULT_FALSE_ALARM, BandSet, band_from_summary, z_two_sided
-from verify.strategies import run_over
-from verify.zoo import Stack, StackConfig, sample_inputs
+from verify.checks.record import Tally
+from verify.checks.registry import Context, register
+from verify.engine.stats import (
+    DEFAULT_FALSE_ALARM,
+    BandSet,
+    band_from_summary,
+    z_two_sided,
+)
+from verify.engine.strategies import run_over
+from verify.engine.zoo import Stack, StackConfig, sample_inputs
 
 U = float(np.finfo(np.float64).eps) / 2  # unit round-off of float64, 1.1e-16
 # How many float64 weights one chunk of instances may hold (≈ 32 MB); larger samples are built chunk by chunk.

@@ -1,6 +1,6 @@
 """Checks of group N — norm-layer geometry (N1 range, N2 Jacobian, N3 invariances), LayerNorm and RMSNorm.
 
-What it is for: measuring the zoo's own norm layer (``verify.zoo.BatchedNorm``, float64, on ``ctx.device``)
+What it is for: measuring the zoo's own norm layer (``verify.engine.zoo.BatchedNorm``, float64, on ``ctx.device``)
 against the closed forms of ``theory.norms``. Every hypothesis example is one batched computation over
 I instances × n rows; Jacobians come from ``torch.func.jacrev`` of the output summed over rows: rows are
 independent, so its derivative with respect to row r is row r's own Jacobian, and one jacrev call (d reverse
@@ -41,11 +41,11 @@ from theory.norms import (
     rms_jacobian_spectrum,
     rms_row_mean_square,
 )
-from verify.devices import resolve_device
-from verify.record import Tally
-from verify.registry import Context, register
-from verify.strategies import log_uniform, run_over
-from verify.zoo import BatchedNorm
+from verify.checks.record import Tally
+from verify.checks.registry import Context, register
+from verify.engine.devices import resolve_device
+from verify.engine.strategies import log_uniform, run_over
+from verify.engine.zoo import BatchedNorm
 
 U64 = float(np.finfo(np.float64).eps)  # 2.2e-16: one ulp at 1; round-to-nearest error is ≤ U64/2 per operation
 

@@ -1,8 +1,8 @@
 """E — the engine itself: the float64 zoo forward pass equals the 50-digit mpmath recursion to round-off.
 
-Every other check trusts :class:`verify.zoo.Stack` to compute the recursion the theory is written against. E1
+Every other check trusts :class:`verify.engine.zoo.Stack` to compute the recursion the theory is written against. E1
 checks that trust: for hypothesis-drawn small instances of every placement it compares each hidden state X_k
-(row by row) and the final-norm output with :func:`verify.oracle.oracle_forward`, an independent mpmath
+(row by row) and the final-norm output with :func:`verify.engine.oracle.oracle_forward`, an independent mpmath
 implementation fed the very same float64 numbers, and it certifies the oracle by a precision ladder.
 
 The tolerance is not a fixed number but a first-order round-off bound for *this* instance
@@ -35,12 +35,25 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
-from verify.oracle import LADDER_DPS, OracleResult, UndefinedNormError, compare_ladder, oracle_forward, row_errors
-from verify.record import Tally
-from verify.devices import single_thread
-from verify.registry import Context, register
-from verify.strategies import StackCase, epsilons, log_uniform, run_over, stack_cases
-from verify.zoo import BatchedNorm, Placement, Stack, sample_inputs
+from verify.checks.record import Tally
+from verify.checks.registry import Context, register
+from verify.engine.devices import single_thread
+from verify.engine.oracle import (
+    LADDER_DPS,
+    OracleResult,
+    UndefinedNormError,
+    compare_ladder,
+    oracle_forward,
+    row_errors,
+)
+from verify.engine.strategies import (
+    StackCase,
+    epsilons,
+    log_uniform,
+    run_over,
+    stack_cases,
+)
+from verify.engine.zoo import BatchedNorm, Placement, Stack, sample_inputs
 
 UNIT_ROUNDOFF = 2.0 ** -53  # float64 unit round-off u (round to nearest)
 PLACEMENTS = tuple(p.value for p in Placement)
@@ -189,7 +202,7 @@ def _roundoff_tolerance(stack: Stack, x: torch.Tensor, unit_roundoff: float) -> 
 def oracle_cases(draw, placement: str, activations: Sequence[str] = ("relu", "gelu")):
     """Small instances for the oracle (d ≤ 16, n ≤ 4, ≤ 8 steps) with every config knob drawn.
 
-    On top of :func:`verify.strategies.stack_cases` (width, heads, depth, Δt per step, ε incl. 0, γ, β, weight and
+    On top of :func:`verify.engine.strategies.stack_cases` (width, heads, depth, Δt per step, ε incl. 0, γ, β, weight and
     input scales over six orders, input mean, bias, causal, activation) it draws the final norm, ε_out, the Q/K and
     output-map scales, bias-free modules, the Mix-LN split, DeepNorm's α, and (``gains``) random per-coordinate
     norm gains and biases, so every parameter of the zoo is exercised.
@@ -267,11 +280,11 @@ LADDER_NOTE = ("the same first-order bound at the 50-digit run's unit round-off 
     "E1",
     title="engine: float64 zoo forward pass equals the 50-digit recursion",
     statement="for every placement, norm, activation and knob of the zoo, each hidden state row X_k[i] and the "
-              "final-norm output computed by verify.zoo.Stack in float64 differ from the exact recursion (mpmath, "
+              "final-norm output computed by verify.engine.zoo.Stack in float64 differ from the exact recursion (mpmath, "
               "50 digits, certified by a 50/70-digit ladder) by at most the instance's first-order round-off "
               "bound for u = 2^-53",
     provenance="engine self-check (no paper claim): the semantics every theorem is written against",
-    theory=("verify.oracle.oracle_forward", "verify.checks.oracle.roundoff_tolerance"),
+    theory=("verify.engine.oracle.oracle_forward", "verify.checks.oracle.roundoff_tolerance"),
     tests=("tests/test_oracle.py", "tests/test_zoo.py"),
 )
 def check_e1(ctx: Context, *, oracle: Callable[..., OracleResult] = oracle_forward,

@@ -1,9 +1,9 @@
 """C1 — the architecture sanity check (paper claim K8) classifies every zoo placement as its theorem predicts."""
 from __future__ import annotations
 
-from verify.check import THEORY_REGIME, ZOO_PLACEMENTS, Options, run
-from verify.record import Tally
-from verify.registry import Context, register
+from verify.check.core import THEORY_REGIME, ZOO_PLACEMENTS, Options, run
+from verify.checks.record import Tally
+from verify.checks.registry import Context, register
 
 
 @register("C1", title="sanity check agrees with the theory on every zoo placement",
@@ -11,7 +11,7 @@ from verify.registry import Context, register
                     "into the regime its theorem predicts (F1 bounded, F5 polynomial, F4 exponential, X4 "
                     "harmonic→polynomial) and finds the placement itself (or an equivalent one) nearest",
           provenance="paper claim K8, our statement",
-          theory=("verify.check.THEORY_REGIME",), tests=("tests/test_check.py",))
+          theory=("verify.check.core.THEORY_REGIME",), tests=("tests/test_check.py",))
 def check_c1(ctx: Context, theory_regime: dict = THEORY_REGIME) -> list[Tally]:
     size = dict(d=16, depth=24, instances=16, n_tokens=3) if ctx.level == "quick" else \
         dict(d=32, depth=48, instances=32, n_tokens=4)

@@ -2,7 +2,7 @@
 and the ill-posedness of the unregularised problem (statement and proofs: docs/theorems/F6.md).
 
 The models are tiny (d = 6, two blocks = four residual steps, 8 sequences of 4 tokens, ε = 1e-2) so that they can
-be optimised to a stationary point of E[loss] + (λ/2)‖θ‖² in float64 (``verify.train.fit_stationary``: L-BFGS,
+be optimised to a stationary point of E[loss] + (λ/2)‖θ‖² in float64 (``verify.training.train.fit_stationary``: L-BFGS,
 then trust-region Newton with exact Hessians) — several λ at once, as independent instances of one batched
 computation. On the stationary models every quantity of the theorem is measured by autograd: the output maps
 W_k, ∂E[ℓ]/∂W_k, the activations h_k, the adjoints p_k, the exact step Jacobians A_j (``torch.func.jvp`` over a
@@ -25,15 +25,22 @@ from hypothesis import strategies as st
 
 from theory.forward import peri_norm_bound
 from theory.norms import norm_output_bound
-from theory.trained import (activation_bound_attention, activation_bound_mlp, output_map_norm_bound,
-                            pre_scale_symmetry, stationary_weight, trained_pre_envelope,
-                            trained_pre_envelope_from_backward, trained_pre_envelope_uniform)
-from verify.monitors import step_activation
-from verify.record import Tally
-from verify.registry import Context, register
-from verify.strategies import log_uniform, run_over, stack_cases
-from verify.train import FullBatchProblem, fit_stationary
-from verify.zoo import StackConfig, _bmat
+from theory.trained import (
+    activation_bound_attention,
+    activation_bound_mlp,
+    output_map_norm_bound,
+    pre_scale_symmetry,
+    stationary_weight,
+    trained_pre_envelope,
+    trained_pre_envelope_from_backward,
+    trained_pre_envelope_uniform,
+)
+from verify.checks.record import Tally
+from verify.checks.registry import Context, register
+from verify.engine.strategies import log_uniform, run_over, stack_cases
+from verify.engine.zoo import StackConfig, _bmat
+from verify.training.monitors import step_activation
+from verify.training.train import FullBatchProblem, fit_stationary
 
 # The solver stops when every instance has ‖∇J‖₂ ≤ GTOL (float64 round-off in ∇J is ~1e-15·‖θ‖), or after its
 # iteration budget; what it achieved is then held to STATIONARITY_RTOL.
@@ -238,7 +245,7 @@ def measure(prob: FullBatchProblem, theta: torch.Tensor) -> dict:
 
 def fresh_displacements(prob: FullBatchProblem, theta: torch.Tensor, seed: int, scales=(1.0, 30.0)) -> np.ndarray:
     """max_i ‖x_{k,i} − x_{0,i}‖ on fresh Gaussian inputs of several scales: (K+1, I) (max over scales)."""
-    from verify.zoo import sample_inputs
+    from verify.engine.zoo import sample_inputs
 
     out = []
     with torch.no_grad():

@@ -24,12 +24,16 @@ from hypothesis import strategies as st
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
-from theory.uq import flow_lipschitz_bound, step_lipschitz_bounds, wasserstein_pushforward_bound
+from theory.uq import (
+    flow_lipschitz_bound,
+    step_lipschitz_bounds,
+    wasserstein_pushforward_bound,
+)
 from verify.checks.criterion import stack_sublayer_norms
-from verify.record import Tally
-from verify.registry import Context, register
-from verify.strategies import log_uniform, run_over
-from verify.zoo import Stack, StackConfig
+from verify.checks.record import Tally
+from verify.checks.registry import Context, register
+from verify.engine.strategies import log_uniform, run_over
+from verify.engine.zoo import Stack, StackConfig
 
 # A measured distance ratio against a product of K ≤ 6 per-step constants: the distances carry ≲ (K+1)(d + d_mlp +
 # 8)·u ≈ 7·40·1.1e-16 ≈ 3e-14 relative round-off, the assignment's mean adds N ulps; 1e-10 relative is far above

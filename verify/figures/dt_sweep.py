@@ -2,7 +2,7 @@
 step size Δt, per placement, with the F2/F3/F1 bounds over the measured slopes and the S1 recommendation marked.
 
 What it measures, for Δt in a small grid and placements pre, peri, post (tiny GPTs of ``grad_norms``, trained
-with ``verify.train``; the trained weights are shared with figure 3 through ``grad_norms.trained_state``):
+with ``verify.training.train``; the trained weights are shared with figure 3 through ``grad_norms.trained_state``):
 
 - the growth curve g_k = mean_i(‖x_{k,i}‖ − ‖x_{0,i}‖) over every token row i of a fixed validation batch,
   k = 0..K, and its **growth slope** s = Σ_k k·g_k / Σ_k k² (least squares through the origin, per residual
@@ -36,13 +36,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from verify.devices import single_thread
 from theory.criterion import max_uniform_dt
 from theory.forward import peri_norm_bound, post_row_bound, pre_norm_bound
 from verify.checks.criterion import stack_sublayer_norms
+from verify.engine.devices import single_thread
 from verify.figures import grad_norms as gn
 from verify.figures import register_figure, style
-from verify.gpt import GPT
+from verify.training.gpt import GPT
 
 NAME = "dt_sweep"
 TITLE = "Δt sweep: growth slope and validation loss vs Δt per placement, with F1–F3 bounds and the S1 step"

@@ -1,8 +1,8 @@
 """Figure 3 — per-layer gradient norms ‖∂loss/∂X_k‖ across depth, at initialisation and after a short training
 run, per placement, against the B3 envelope whose per-step rates come from the B2 step bounds.
 
-What it measures: small GPTs (``verify.gpt``; every residual step is a zoo step) are built per placement
-(pre, peri, post, none) and trained briefly with ``verify.train`` (float32, AdamW, seeded). Both the initial
+What it measures: small GPTs (``verify.training.gpt``; every residual step is a zoo step) are built per placement
+(pre, peri, post, none) and trained briefly with ``verify.training.train`` (float32, AdamW, seeded). Both the initial
 and the trained weights are then measured in float64 on one fixed validation batch of B sequences:
 
 - the adjoint norms ‖p_k‖ = ‖∂loss/∂X_k‖ for k = 0..K (X_0 the embeddings, X_K the last residual state
@@ -34,13 +34,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from verify.devices import single_thread
 from theory.backward import gradient_envelope, gradient_gain_envelope
-from verify.checks.backward import NORMALISED, default_bounds, step_bound, step_measurements
-from verify.corpus import load_corpus
+from verify.checks.backward import (
+    NORMALISED,
+    default_bounds,
+    step_bound,
+    step_measurements,
+)
+from verify.engine.devices import single_thread
 from verify.figures import register_figure, style
-from verify.gpt import GPT, GPTConfig, gpt_config
-from verify.train import TrainConfig, train
+from verify.training.corpus import load_corpus
+from verify.training.gpt import GPT, GPTConfig, gpt_config
+from verify.training.train import TrainConfig, train
 
 NAME = "grad_norms"
 TITLE = "Per-layer gradient norms at initialisation and after training vs the B3 envelope (B2 rates)"
@@ -100,7 +105,7 @@ def tiny_config(s: TinySizes, placement: str, dt: float, dtype: torch.dtype = to
 
 @functools.lru_cache(maxsize=4)
 def corpus(data_path: str | None = None):
-    """The training text (``verify.corpus``: the embedded default, or ``data_path``), loaded once per process."""
+    """The training text (``verify.training.corpus``: the embedded default, or ``data_path``), loaded once per process."""
     return load_corpus(data_path)
 
 

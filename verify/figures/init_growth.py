@@ -18,10 +18,20 @@ import math
 import numpy as np
 import torch
 
-from theory.forward import mlp_output_sup, peri_norm_bound, post_row_bound, pre_norm_bound
-from theory.init_moments import mlp_output_second_moment, peri_second_moments, post_second_moment, pre_second_moments
+from theory.forward import (
+    mlp_output_sup,
+    peri_norm_bound,
+    post_row_bound,
+    pre_norm_bound,
+)
+from theory.init_moments import (
+    mlp_output_second_moment,
+    peri_second_moments,
+    post_second_moment,
+    pre_second_moments,
+)
+from verify.engine.zoo import Stack, StackConfig, sample_inputs
 from verify.figures import register_figure, style
-from verify.zoo import Stack, StackConfig, sample_inputs
 
 NAME = "init_growth"
 RUNS = (("post", 1.0, "post", "post"), ("pre", 1.0, "pre", "pre"), ("peri", 1.0, "peri Δt = 1", "peri"),

@@ -1,8 +1,8 @@
 """K7 — the paper's Figure 1 at small scale: hidden-state moments across the layers of trained GPTs.
 
-Data step: train four small GPTs on the embedded corpus (``verify.corpus``) with the same recipe —
+Data step: train four small GPTs on the embedded corpus (``verify.training.corpus``) with the same recipe —
 pre-LN with AdamW weight decay tuned on a small grid (the lowest validation loss wins), peri-LN Δt = 1,
-peri-LN Δt = 0.1 and post-LN — and read, through the monitors, the three moments of ``verify.moments``
+peri-LN Δt = 0.1 and post-LN — and read, through the monitors, the three moments of ``verify.engine.moments``
 (mean |x|, entry-wise variance, data-wise variance) of every hidden state X_0 … X_K on a fixed validation batch.
 Theory over it:
 
@@ -28,13 +28,17 @@ import torch
 
 from theory.forward import peri_moment_bounds, post_row_bound
 from theory.norms import norm_output_bound
-from theory.trained import (activation_bound_attention, activation_bound_mlp, envelope_moment_bounds,
-                            trained_pre_envelope)
-from verify.corpus import load_corpus
+from theory.trained import (
+    activation_bound_attention,
+    activation_bound_mlp,
+    envelope_moment_bounds,
+    trained_pre_envelope,
+)
 from verify.figures import register_figure, style
-from verify.gpt import GPT, gpt_config
-from verify.monitors import output_map, step_activation
-from verify.train import TrainConfig, preset_configs, train
+from verify.training.corpus import load_corpus
+from verify.training.gpt import GPT, gpt_config
+from verify.training.monitors import output_map, step_activation
+from verify.training.train import TrainConfig, preset_configs, train
 
 NAME = "k7_moments"
 MOMENTS = ("mean_abs", "entrywise_var", "datawise_var")

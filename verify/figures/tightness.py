@@ -1,10 +1,10 @@
 """Figure 5 — tightness: the measured/bound ratios of every inequality in the catalogue, per theorem id.
 
-What it shows: every registered check (``verify.registry``) returns tallies; an ``inequality`` tally keeps
+What it shows: every registered check (``verify.checks.registry``) returns tallies; an ``inequality`` tally keeps
 the largest measured/bound ratio over all its comparisons (``worst_ratio``: 1 means the bound was attained,
 ≪ 1 that it was never approached on the drawn instances) and a ``witness`` tally the ratio its witness
 reached. This figure collects those numbers — from a fresh run of the checks at the quick level (seeded), from
-records already computed (``records=``, the dict ``verify.__main__.run_checks`` returns or the JSON
+records already computed (``records=``, the dict ``verify.checks.registry.run_checks`` returns or the JSON
 ``python -m verify --json`` writes) or from such a JSON file (``records_path=``) — and plots them per theorem
 id on a log axis with the line ratio = 1.
 
@@ -13,7 +13,7 @@ guarantees measured ≤ bound·(1 + rtol) + atol); witnesses sit at ≈ 1 when t
 far above 1 are *non-vacuity* witnesses — instances deliberately taken outside a theorem's domain (twice the
 admissible Δt, a float32 engine against a float64 tolerance) to show the bound is violated there; they are
 drawn as arrows at the top of the axis with their value. Statistical witnesses (a Monte-Carlo mean against a
-supremum) can exceed 1 by their sampling error. Only the worst ratio per tally is stored by ``verify.record``,
+supremum) can exceed 1 by their sampling error. Only the worst ratio per tally is stored by ``verify.checks.record``,
 so each point is one tally, not one comparison.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ import json
 import math
 from pathlib import Path
 
-from verify.devices import single_thread
+from verify.engine.devices import single_thread
 from verify.figures import grad_norms as gn
 from verify.figures import register_figure, style
 
@@ -51,7 +51,7 @@ def catalogue_key(theorem_id: str) -> tuple:
 
 
 def _ratio(value) -> float:
-    """A tally's worst_ratio as a float (``verify.record`` writes non-finite values as strings)."""
+    """A tally's worst_ratio as a float (``verify.checks.record`` writes non-finite values as strings)."""
     if value is None:
         return math.nan
     try:
@@ -63,7 +63,7 @@ def _ratio(value) -> float:
 def collect(records: dict) -> list[dict]:
     """One row per inequality/witness tally: theorem id, check, kind, ratio, error/tolerance, verdict."""
     if not isinstance(records, dict) or "theorems" not in records:
-        raise ValueError("records must be the dict of verify.__main__.run_checks (with a 'theorems' list)")
+        raise ValueError("records must be the dict of verify.checks.registry.run_checks (with a 'theorems' list)")
     rows = []
     for rec in sorted(records["theorems"], key=lambda r: catalogue_key(r["id"])):
         for t in rec.get("checks", []):
@@ -82,9 +82,8 @@ def collect(records: dict) -> list[dict]:
 
 def run_records(level: str = "quick", seed: int = 0, only=None) -> dict:
     """Run the registered checks (one torch thread, as the main job) and return their records."""
-    from verify.__main__ import run_checks
-    from verify.registry import Context
-    from verify.strategies import load_profile_from_env
+    from verify.checks.registry import Context, run_checks
+    from verify.engine.strategies import load_profile_from_env
 
     load_profile_from_env()  # the project's deterministic hypothesis profile, as the main job loads it
     with single_thread():

@@ -36,8 +36,13 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
-from theory._domain import require_int, require_nonnegative, require_positive, require_real
-from verify.devices import resolve_device
+from theory._domain import (
+    require_int,
+    require_nonnegative,
+    require_positive,
+    require_real,
+)
+from verify.engine.devices import resolve_device
 
 
 class Placement(str, enum.Enum):

@@ -1,7 +1,7 @@
 """Exact step Jacobians of the block zoo, batched over instances, and the oracles they are checked against (B1).
 
 What it is for: A_k = ∂X_{k+1}/∂X_k (X vectorised row by row to R^{nd}) for every residual step rule of
-``verify.zoo``, for all I independent instances at once, plus the pieces the B2 bounds are made of: the
+``verify.engine.zoo``, for all I independent instances at once, plus the pieces the B2 bounds are made of: the
 sublayer Jacobian J_F and its spectral norm, and the norm layer's Jacobian in closed form (N2).
 
 How: instances are independent, so a vector-Jacobian product with the SAME one-hot cotangent e_o in every
@@ -21,7 +21,7 @@ from __future__ import annotations
 import mpmath
 import torch
 
-from verify.zoo import BatchedAttention, BatchedMLP, BatchedNorm, ResidualStep
+from verify.engine.zoo import BatchedAttention, BatchedMLP, BatchedNorm, ResidualStep
 
 
 # ---- the engine: batched exact Jacobians -----------------------------------------------------------------------

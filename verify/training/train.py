@@ -4,8 +4,8 @@ What it is for: producing *trained* models for the K7 figure and for the trained
 deterministic on the CPU (same seed, same thread count → bit-identical weights), in float32 or float64, on
 one process or several under torch's DistributedDataParallel (``torchrun``; gloo on CPU, NCCL on CUDA).
 
-    python -m verify.train [--preset cpu|gpu] [--placement pre] [--dt 1.0] [--steps N] [--data PATH] [--json OUT]
-    torchrun --nproc_per_node=2 -m verify.train --preset cpu        # data-parallel, identical weights on each rank
+    python -m verify.training.train [--preset cpu|gpu] [--placement pre] [--dt 1.0] [--steps N] [--data PATH] [--json OUT]
+    torchrun --nproc_per_node=2 -m verify.training.train --preset cpu        # data-parallel, identical weights on each rank
 
 Weight decay acts on the weight matrices only (``GPT.decay_groups``); it is AdamW's decoupled decay
 W ← W − lr·λ·W, not an L2 term in the loss. Presets:
@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from verify.corpus import Corpus, load_corpus
-from verify.gpt import GPT, GPTConfig, gpt_config, state_digest
-from verify.monitors import Monitor
+from verify.training.corpus import Corpus, load_corpus
+from verify.training.gpt import GPT, GPTConfig, gpt_config, state_digest
+from verify.training.monitors import Monitor
 
 PRESETS = {
     "cpu": dict(d=64, n_heads=4, n_blocks=6, block_size=32, batch_size=16, steps=300, lr=3e-3, warmup=30,
@@ -207,7 +207,7 @@ def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str, model_kw: d
     """One rank of the spawn-based CPU test: train, then write the weight digest and a parameter checksum."""
     import torch.distributed as dist
 
-    from verify.corpus import from_bytes
+    from verify.training.corpus import from_bytes
 
     torch.set_num_threads(1)
     init_distributed("gloo", f"file://{init_file}", rank, world)
@@ -251,7 +251,7 @@ def preset_configs(preset: str, placement: str = "pre", dt: float = 1.0, weight_
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m verify.train", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m verify.training.train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", choices=tuple(PRESETS), default="cpu")
     ap.add_argument("--placement", default="pre")
     ap.add_argument("--dt", type=float, default=1.0)
@@ -288,9 +288,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 # ---- full-batch training to a stationary point (F6) ---------------------------------------------------------
 class FullBatchProblem:
@@ -311,7 +308,7 @@ class FullBatchProblem:
 
     def __init__(self, cfg, lams, n_samples: int, n_tokens: int, vocab: int, seed: int, embeddings: bool = False,
                  input_scale: float = 1.0, trainable: tuple[str, ...] | None = None):
-        from verify.zoo import Stack, sample_inputs
+        from verify.engine.zoo import Stack, sample_inputs
 
         if not cfg.final_norm:
             raise ValueError("cfg must have final_norm=True (the head reads the final-normed state)")
@@ -485,3 +482,7 @@ def fit_stationary(objective, theta: torch.Tensor, lbfgs_iters: int = 1000, newt
         if progress:
             print(f"newton {it}: |g| max {float(g.norm(dim=1).max()):.2e}")
     return theta, g, {"newton_iterations": it + 1, "grad_norm": g.norm(dim=1).tolist()}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

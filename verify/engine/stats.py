@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy import stats
 
-from verify.record import Tally
+from verify.checks.record import Tally
 
 # The suite's default: a check (one Tally) raises a false alarm with probability ≤ 1e-4 when the theory is
 # right; with ~10 band tallies in the whole run that is ≤ 1e-3 per run.

@@ -1,6 +1,6 @@
 """The high-precision oracle: the zoo's forward recursion re-implemented in mpmath for ONE instance.
 
-What it is for: an independent reference for :class:`verify.zoo.Stack`. It reads nothing from the zoo's code —
+What it is for: an independent reference for :class:`verify.engine.zoo.Stack`. It reads nothing from the zoo's code —
 only the config's documented fields and the instance's parameter values (``Stack.instance_state(i)``, names as
 ``named_parameters`` gives them) — and evaluates the step rules written in the zoo's module docstring in
 ``mpmath`` at ≥ 50 significant digits. Every float64 parameter and input converts to an ``mpf`` exactly, so the

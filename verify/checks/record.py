@@ -86,7 +86,7 @@ class Tally:
         return self
 
     def band(self, estimate, theory, halfwidth, case: dict | None = None) -> "Tally":
-        """Record ``|estimate − theory| ≤ halfwidth`` (a statistical band, see verify.stats)."""
+        """Record ``|estimate − theory| ≤ halfwidth`` (a statistical band, see verify.engine.stats)."""
         e, t, h = np.broadcast_arrays(_as_array(estimate), _as_array(theory), _as_array(halfwidth))
         with np.errstate(divide="ignore", invalid="ignore"):
             err = np.abs(e - t) / h

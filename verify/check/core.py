@@ -30,7 +30,6 @@ import dataclasses
 import importlib
 import json
 import math
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -38,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from verify.zoo import Placement, Stack, StackConfig
+from verify.engine.zoo import Placement, Stack, StackConfig
 
 ZOO_PLACEMENTS = tuple(p.value for p in Placement)
 
@@ -242,7 +241,7 @@ class InstanceLM(nn.Module):
 def train_layers(layers: Sequence[nn.Module], n_instances: int, d: int, n_tokens: int, steps: int, seed: int,
                  lr: float = 1e-3, weight_decay: float = 0.1) -> dict:
     """Train the layers in place for ``steps`` AdamW steps on the embedded corpus; returns the loss curve."""
-    from verify.corpus import default_corpus
+    from verify.training.corpus import default_corpus
 
     corpus = default_corpus(max_bytes=200_000)
     model = InstanceLM(layers, n_instances, d, seed)
@@ -441,6 +440,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {opts.out / 'check.json'} and {opts.out / 'check.png'}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

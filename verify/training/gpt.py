@@ -1,7 +1,7 @@
 """A small GPT whose blocks are the zoo's: token embedding, learned positions, a zoo Stack, final norm, head.
 
 What it is for: training real (small) language models whose every residual step is the zoo's reference step,
-so the theory (written against ``verify.zoo``) applies to them verbatim and the monitors can hook each step.
+so the theory (written against ``verify.engine.zoo``) applies to them verbatim and the monitors can hook each step.
 The hidden state of a batch of B sequences of length T is the zoo's ``(1, B, T, d)`` (one instance, a data
 batch); attention is causal. Placement, Δt (per step), norm kind and ε all come from the ``StackConfig``.
 
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
-from verify.zoo import Stack, StackConfig
+from verify.engine.zoo import Stack, StackConfig
 
 # Parameters that weight decay acts on: the weight matrices (embeddings, attention/MLP maps, head); never the
 # norm gains/biases or the additive biases.

@@ -14,13 +14,12 @@ import argparse
 import base64
 import html
 import json
-import sys
 import time
 from pathlib import Path
 
-from verify.ledger import CATALOGUE, CLAIMS
+from verify.report.ledger import CATALOGUE, CLAIMS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VERDICT_COLOURS = {"PASS": "#1a7f37", "FAIL": "#cf222e", "NOT VERIFIED": "#9a6700"}
 
 
@@ -178,9 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--from: {args.source} does not exist")
         results = json.loads(args.source.read_text())
     else:
-        from verify.__main__ import run_checks
-        from verify.registry import Context
-        from verify.strategies import load_profile_from_env
+        from verify.checks.registry import Context, run_checks
+        from verify.engine.strategies import load_profile_from_env
 
         load_profile_from_env()
         results = run_checks(Context(level=args.level, seed=args.seed, device=args.device))
@@ -190,6 +188,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"report: open {paths['html'].resolve()} (also {paths['md'].name}, {paths['json'].name})")
     return 0 if ledger["counts"]["FAIL"] == 0 else 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import platform
+import time
 from collections.abc import Callable
 
-from verify.record import Tally
+from verify.checks.record import Tally
 
 LEVELS = ("quick", "full")
 
@@ -48,7 +50,7 @@ class Context:
     def __post_init__(self):
         if self.level not in LEVELS:
             raise ValueError(f"level must be one of {LEVELS}, got {self.level!r}")
-        from verify.devices import resolve_device
+        from verify.engine.devices import resolve_device
 
         resolve_device(self.device)
 
@@ -86,3 +88,59 @@ def load_all() -> dict[str, TheoremCheck]:
     for name in CHECK_MODULES:
         importlib.import_module(name)
     return REGISTRY
+
+
+def environment(device: str) -> dict:
+    """Versions of everything a result depends on, and the device it ran on."""
+    import hypothesis
+    import mpmath
+    import numpy
+    import scipy
+    import torch
+
+    info = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "mpmath": mpmath.__version__,
+        "mpmath_backend": mpmath.libmp.BACKEND,
+        "hypothesis": hypothesis.__version__,
+        "torch": torch.__version__,
+        "device": device,
+    }
+    if device.startswith("cuda"):
+        info["device_name"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def run_checks(ctx: Context, only: list[str] | None = None, progress=print) -> dict:
+    """Run the registered checks (all, or the ids in ``only``) under ``ctx``; one record per theorem id."""
+    registry = load_all()
+    ids = list(registry) if not only else only
+    unknown = [i for i in ids if i not in registry]
+    if unknown:
+        raise ValueError(f"--only names unknown theorem ids {unknown}; known: {sorted(registry)}")
+    records = []
+    for tid in ids:
+        chk = registry[tid]
+        t0 = time.perf_counter()
+        try:
+            tallies = chk.run(ctx)
+            error = None
+        except Exception as exc:  # a crashing check is a failed check, reported, not a crashed report
+            tallies, error = [], f"{type(exc).__name__}: {exc}"
+        seconds = time.perf_counter() - t0
+        verdict = "PASS" if tallies and all(t.passed for t in tallies) and error is None else "FAIL"
+        rec = {
+            "id": tid, "title": chk.title, "statement": chk.statement, "provenance": chk.provenance,
+            "theory": list(chk.theory), "tests": list(chk.tests), "docs": chk.docs,
+            "verdict": verdict, "error": error, "seconds": round(seconds, 3),
+            "cases": sum(t.cases for t in tallies),
+            "checks": [t.as_dict() for t in tallies],
+        }
+        records.append(rec)
+        progress(f"{tid:<4} {chk.title}  [{verdict}, {seconds:.1f}s]" + (f"  ERROR {error}" if error else ""))
+        for t in tallies:
+            progress("     " + t.summary())
+    return {"level": ctx.level, "seed": ctx.seed, "environment": environment(ctx.device), "theorems": records}

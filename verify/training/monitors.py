@@ -3,7 +3,7 @@
 What it is for: logging, over training, what the theory talks about — for every hidden state X_0 … X_K
 (X_0 = embeddings, X_{k+1} = output of residual step k):
 
-- the three K7 moments ``mean_abs``, ``entrywise_var``, ``datawise_var`` (definitions in verify.moments, not
+- the three K7 moments ``mean_abs``, ``entrywise_var``, ``datawise_var`` (definitions in verify.engine.moments, not
   repeated here), the largest row norm max_i ‖x_i‖ (what the F-bounds bound) and max |x|;
 - the headroom against low-precision formats: max |x| / (largest finite float16 = 65504) and / (largest finite
   bfloat16 ≈ 3.39e38) — a ratio ≥ 1 means the state would overflow that format;
@@ -23,8 +23,8 @@ import math
 
 import torch
 
-from verify import moments
-from verify.zoo import _bmat
+from verify.engine import moments
+from verify.engine.zoo import _bmat
 
 FLOAT16_MAX = float(torch.finfo(torch.float16).max)  # 65504
 BFLOAT16_MAX = float(torch.finfo(torch.bfloat16).max)  # ≈ 3.39e38

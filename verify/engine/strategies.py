@@ -11,7 +11,7 @@ Profiles (``HYPOTHESIS_PROFILE`` selects one; CI=true selects ``ci``):
 
 :func:`run_over` runs a check function over a strategy outside pytest's ``@given`` (so the main job and the
 tests share one sampler): examples are drawn from a seeded, database-free hypothesis run without shrinking,
-and the check records into a :class:`~verify.record.Tally` instead of asserting.
+and the check records into a :class:`~verify.checks.record.Tally` instead of asserting.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import torch
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from verify.zoo import Placement, Stack, StackConfig, sample_inputs
+from verify.engine.zoo import Placement, Stack, StackConfig, sample_inputs
 
 BASE_EXAMPLES = 20  # the default profile's max_examples; run_over scales its counts by profile / BASE_EXAMPLES
 

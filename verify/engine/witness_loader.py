@@ -1,4 +1,4 @@
-"""Load a witness spec from ``theory.witnesses`` into a batched ``verify.zoo.Stack``.
+"""Load a witness spec from ``theory.witnesses`` into a batched ``verify.engine.zoo.Stack``.
 
 A spec names zoo parameters with their leading instance dimension; everything it does not name keeps the zoo's
 seeded initialisation (``spec["seed"]``). Loading goes through ``load_state_dict(strict=False)``, and an unknown
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from verify.zoo import Stack, StackConfig
+from verify.engine.zoo import Stack, StackConfig
 
 
 def load_witness(spec: dict, device: str = "cpu", dtype: torch.dtype = torch.float64) -> tuple[Stack, torch.Tensor]:

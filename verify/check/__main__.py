@@ -1,0 +1,5 @@
+import sys
+
+from verify.check.core import main
+
+sys.exit(main())

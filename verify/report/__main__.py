@@ -1,0 +1,5 @@
+import sys
+
+from verify.report.core import main
+
+sys.exit(main())
