@@ -10,6 +10,17 @@ Error conventions (``worst_error`` is always "error / tolerance", so ≤ 1 passe
 - identity ``value == reference``: error = |value − reference| / (rtol·|reference| + atol).
 - band: error = |estimate − theory| / halfwidth.
 - witness ``ratio ≥ threshold``: error = threshold / ratio (≤ 1 when the witness is tight enough).
+
+What a tally is evidence *of* is stated with it (issue 13), so the ledger can count only independent evidence as
+verification and report tightness per kind of instance:
+
+- ``evidence``: ``"independent"`` (the numbers could disagree with the theory: an independent computation, an
+  oracle, a Monte-Carlo estimate), ``"code-identity"`` (an identity that holds by construction of the code under
+  test, e.g. linearity of the implementation or autograd checked against itself: a regression guard, not
+  verification) or ``"calibrated"`` (the tolerance or allowance was fitted on data of the kind it then tests);
+- ``instances``: which instances the comparisons ran on — ``"witness"`` (built to attain a bound), ``"random"``
+  (drawn at random: hypothesis or Monte Carlo), ``"trained"`` (weights from training), ``"exact"`` (closed-form
+  or hand-made cases, e.g. an identity at fixed values); empty when it does not apply.
 """
 from __future__ import annotations
 
@@ -31,6 +42,10 @@ def _as_array(x) -> np.ndarray:
     return np.asarray(x, dtype=float).ravel()
 
 
+EVIDENCE_CLASSES = ("independent", "code-identity", "calibrated")
+INSTANCE_CLASSES = ("witness", "random", "trained", "exact", "")
+
+
 @dataclasses.dataclass
 class Tally:
     """Evidence for one check of one theorem."""
@@ -39,6 +54,8 @@ class Tally:
     check: str
     kind: str  # "inequality" | "identity" | "band" | "witness"
     tolerance: str = ""  # why the tolerance has its value (one line)
+    evidence: str = "independent"  # one of EVIDENCE_CLASSES
+    instances: str = ""  # one of INSTANCE_CLASSES, or "" when it does not apply
     cases: int = 0
     comparisons: int = 0
     failures: int = 0
@@ -46,6 +63,12 @@ class Tally:
     worst_ratio: float = float("nan")
     worst_case: dict[str, Any] = dataclasses.field(default_factory=dict)
     numbers: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.evidence not in EVIDENCE_CLASSES:
+            raise ValueError(f"evidence must be one of {EVIDENCE_CLASSES}, got {self.evidence!r}")
+        if self.instances not in INSTANCE_CLASSES:
+            raise ValueError(f"instances must be one of {INSTANCE_CLASSES}, got {self.instances!r}")
 
     # -- accumulation -----------------------------------------------------------------------------------------
     def _update(self, err: np.ndarray, ratio: np.ndarray | None, case: dict | None) -> None:
