@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--all", action="store_true",
                     help="also regenerate the figures and write the claim ledger (JSON to figures/verification.json)")
     ap.add_argument("--preset", choices=("cpu", "gpu"), default="cpu", help="figures preset, with --all")
+    ap.add_argument("--retrain", action="store_true",
+                    help="with --all: train every figure's models again instead of using figures/runs/")
     args = ap.parse_args(argv)
     if args.all and args.json is None:
         args.json = FIGURES / "verification.json"
@@ -63,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print("\n== figures (python -m verify.figures) ==", flush=True)
         fig_rc = subprocess.call([sys.executable, "-m", "verify.figures", "--preset", args.preset,
-                                  "--out", str(FIGURES), "--records", str(args.json)])
+                                  "--out", str(FIGURES), "--records", str(args.json)]
+                                 + (["--retrain"] if args.retrain else []))
         print("\n== claim ledger (python -m verify.report) ==", flush=True)
         from verify.report import main as report_main
 

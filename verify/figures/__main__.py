@@ -38,12 +38,18 @@ def main(argv: list[str] | None = None) -> int:
                     help="torch intra-op threads (default 1: the matmuls are tiny, extra threads mostly contend, "
                          "and a fixed count keeps the data bit-reproducible)")
     ap.add_argument("--module", action="append", default=[], help="extra module that registers figures")
+    ap.add_argument("--retrain", action="store_true",
+                    help="ignore the committed training results in figures/runs/ and train every model again")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="processes for independent training runs (default: one per core)")
     ap.add_argument("--records", default=None,
                     help="records from `python -m verify --json` for the figures that summarise checks (tightness); "
                          "without it those figures run the quick checks themselves")
     args = ap.parse_args(argv)
     if args.threads < 1:
         ap.error(f"--threads must be >= 1, got {args.threads}")
+    if args.workers is not None and args.workers < 1:
+        ap.error(f"--workers must be >= 1, got {args.workers}")
     import torch
 
     previous = torch.get_num_threads()
@@ -63,6 +69,7 @@ def _run(ap, args) -> int:
     if unknown:
         ap.error(f"--only names unknown figures {unknown}; known: {sorted(FIGURES)}")
     options = {"data_path": args.data} if args.data else {}
+    options.update(retrain=args.retrain, workers=args.workers)
     if args.records:
         options["records_path"] = args.records
     t0 = time.perf_counter()
