@@ -12,7 +12,7 @@ from __future__ import annotations
 CATALOGUE = (
     "E1",
     "N1", "N2", "N3",
-    "F1", "F2", "F3", "F4", "F5", "F6",
+    "F1", "F2", "F3", "F4", "F5", "F6", "F7",
     "B1", "B2", "B3", "B4", "B5",
     "S1", "S2", "S3",
     "U1",
