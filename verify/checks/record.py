@@ -220,6 +220,25 @@ class Tally:
                 f"{self.verdict}")
 
 
+TIGHTNESS_COLUMNS = ("witness", "random", "trained")
+
+
+def tightness_column(tally: dict) -> str | None:
+    """Where a recorded tally (``Tally.as_dict()``) counts for tightness: ``"witness"``, ``"random"`` or
+    ``"trained"`` (``"unstated"`` for an inequality of a check that does not state its instances), or None when it
+    is not a tightness measurement — not independent evidence, not an inequality or witness, or a threshold
+    check recorded as ``witness`` on non-witness instances (a trend such as a growth ratio, not tightness).
+    Hand-made (``"exact"``) inequality cases count with the random ones."""
+    kind, inst = tally.get("kind"), tally.get("instances", "")
+    if kind not in ("inequality", "witness") or tally.get("evidence", "independent") != "independent":
+        return None
+    if kind == "witness":
+        return "witness" if inst in ("witness", "") else None
+    if inst in TIGHTNESS_COLUMNS:
+        return inst
+    return "unstated" if inst == "" else "random"
+
+
 def _fmt(x: float) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"

@@ -27,6 +27,8 @@ import json
 import math
 from pathlib import Path
 
+from verify.checks.record import TIGHTNESS_COLUMNS as INSTANCE_COLUMNS
+from verify.checks.record import tightness_column
 from verify.engine.devices import single_thread
 from verify.figures import grad_norms as gn
 from verify.figures import register_figure, style
@@ -37,7 +39,6 @@ CHECK_SEED = 20251010  # the main job's default seed (python -m verify), offset 
 # Fast subset (tests): cheap checks whose inequalities are exact algebra in float64 (rtol ≤ 1e-9).
 FAST_IDS = ("N1", "F2", "B2")
 KINDS = ("inequality", "witness")
-INSTANCE_COLUMNS = ("witness", "random", "trained")
 # A witness ratio above this is a non-vacuity witness (taken outside the theorem's domain on purpose): the
 # smallest such threshold in the suite is S1's 1.2; statistical witnesses exceed 1 by ≲ 1e-2.
 NONVACUITY_RATIO = 1.1
@@ -66,17 +67,7 @@ def _ratio(value) -> float:
         return math.nan
 
 
-def column_of(tally: dict) -> str | None:
-    """The column a tally is drawn in (witness / random / trained, ``unstated`` for a tally without an instance
-    kind), or None when it is not a tightness measurement (see the module docstring)."""
-    kind, inst = tally.get("kind"), tally.get("instances", "")
-    if kind not in KINDS or tally.get("evidence", "independent") != "independent":
-        return None
-    if kind == "witness":
-        return "witness" if inst in ("witness", "") else None
-    if inst in INSTANCE_COLUMNS:
-        return inst
-    return "unstated" if inst == "" else "random"  # "exact": hand-made cases, drawn with the random ones
+column_of = tightness_column  # the rule lives with the tallies (verify.checks.record)
 
 
 def collect(records: dict) -> list[dict]:
