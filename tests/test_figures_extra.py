@@ -76,6 +76,19 @@ def test_b3_measured_gradient_norms_lie_inside_the_envelope_at_init_and_after_tr
     assert grad_data["placements"]["none"]["init"]["containment"]["b2_ratio_max"] == pytest.approx(1.0, rel=1e-9)
 
 
+def test_gradient_gains_are_recorded_over_seeds(grad_data):
+    """K2 needs the spread over seeds: every placement and phase has ‖p_k‖ for GAIN_SEEDS model seeds, the data
+    step's seed being the fully measured one; different seeds give different models."""
+    for p in gn.PLACEMENTS:
+        for w in ("init", "trained"):
+            rec = grad_data["placements"][p][w]
+            by_seed = rec["grad_norm_by_seed"]
+            assert list(by_seed) == [str(s) for s in grad_data["gain_seeds"]] and len(by_seed) == gn.GAIN_SEEDS
+            assert by_seed[str(grad_data["seed"])] == rec["grad_norm"]
+            assert all(len(v) == len(rec["grad_norm"]) and min(v) > 0 for v in by_seed.values())
+            assert len({round(v[0], 12) for v in by_seed.values()}) == gn.GAIN_SEEDS
+
+
 def test_b3_training_moved_the_models(grad_data):
     """After training the validation loss is below the uniform-guess level log 256 (the runs really trained)."""
     for p in gn.PLACEMENTS:

@@ -23,7 +23,7 @@ verification and report tightness per kind of instance:
   or hand-made cases, e.g. an identity at fixed values); empty when it does not apply. A tally holds one kind
   only, so tightness can be reported per kind (a witness at 1 says nothing about random instances).
 
-How the classes are assigned (docs/theorems/evidence.md has the table for every check):
+How the classes are assigned (docs/theorems/evidence.md lists every tally that is not independent):
 
 - *independent*: the two sides are computed by different code — a closed form of ``theory/`` against a zoo
   measurement, an oracle, finite differences, scipy's optimiser, a Monte-Carlo estimate against an expectation —
