@@ -159,13 +159,8 @@ def gradient_profile(model: GPT, idx: torch.Tensor, targets: torch.Tensor) -> di
     and ``exact`` = ‖A_k − I‖₂ (‖A_k‖₂ for post/DeepNorm) per sequence.
     """
     with single_thread():
-        model.zero_grad(set_to_none=True)
-        _, loss, states = model(idx, targets, trajectory=True)
-        for x in states:
-            x.retain_grad()
-        loss.backward()
+        p, loss, states = _adjoints(model, idx, targets)
         n_seq = idx.shape[0]
-        p = np.array([x.grad[0].flatten(1).norm(dim=1).double().cpu().numpy() for x in states])  # (K+1, B)
         steps = []
         for k, step in enumerate(model.stack.steps):
             # The sequences of the batch are the "instances" of the zoo's Jacobian engine: parameters of the
@@ -191,15 +186,21 @@ def step_rates(profile: dict, bounds: dict | None = None) -> np.ndarray:
     return np.stack(out)
 
 
+def _adjoints(model: GPT, idx: torch.Tensor, targets: torch.Tensor):
+    """One backward pass: (‖p_k‖ per sequence (K+1, B), loss, the states X_0..X_K with their gradients)."""
+    model.zero_grad(set_to_none=True)
+    _, loss, states = model(idx, targets, trajectory=True)
+    for x in states:
+        x.retain_grad()
+    loss.backward()
+    p = np.array([x.grad[0].flatten(1).norm(dim=1).double().cpu().numpy() for x in states])  # (K+1, B)
+    return p, loss, states
+
+
 def adjoint_norms(model: GPT, idx: torch.Tensor, targets: torch.Tensor) -> list[float]:
     """‖p_k‖ = ‖∂loss/∂X_k‖ over the batch, k = 0..K (the gradient profile without the step Jacobians)."""
     with single_thread():
-        model.zero_grad(set_to_none=True)
-        _, loss, states = model(idx, targets, trajectory=True)
-        for x in states:
-            x.retain_grad()
-        loss.backward()
-        p = np.array([x.grad[0].flatten(1).norm(dim=1).double().cpu().numpy() for x in states])  # (K+1, B)
+        p, _, _ = _adjoints(model, idx, targets)
         model.zero_grad(set_to_none=True)
     return quadrature(p).tolist()
 
