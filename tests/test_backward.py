@@ -75,7 +75,13 @@ def test_b1_step_jacobian_equals_chain_rule_and_50_digit_oracle(ctx):
     tallies = cb.check_b1(ctx)
     assert all_passed(tallies), describe(tallies)
     assert {t.check for t in tallies} >= {"engine A = composition (hypothesis cases)",
-                                          "engine A = 50-digit central differences"}
+                                          "engine A = 50-digit central differences",
+                                          "composition = 50-digit central differences (hypothesis cases)"}
+    # autograd against autograd is a code identity; the oracle tallies are what verifies B1
+    by = {t.check: t for t in tallies}
+    assert by["engine A = composition (hypothesis cases)"].evidence == "code-identity"
+    assert by["composition = 50-digit central differences (hypothesis cases)"].verifies
+    assert by["composition = 50-digit central differences (hypothesis cases)"].cases >= 8
 
 
 def test_b1_engine_modes_agree_and_match_jacrev():
@@ -103,6 +109,8 @@ def test_b1_meta_dropped_dt_fails(ctx):
         return composed_step_jacobian(step, x, norm_jacobian, dt=1.0)
     tallies = cb.check_b1(ctx, composition=no_dt, placements=("pre", "peri"))
     assert "engine A = composition (hypothesis cases)" in failed(tallies), describe(tallies)
+    # and the independent evidence sees it too: the drawn compositions disagree with the 50-digit oracle
+    assert "composition = 50-digit central differences (hypothesis cases)" in failed(tallies), describe(tallies)
 
 
 def test_b1_on_device(device):
@@ -149,7 +157,7 @@ def test_b2_meta_constant_off_by_10_percent_fails(ctx):
     """Meta: a peri bound 10% too small is violated by the witness; 10% too large is not attained."""
     small = cb.check_b2(ctx, placements=("peri",), peri=lambda *a: 0.9 * tb.peri_step_deviation_bound(*a))
     large = cb.check_b2(ctx, placements=("peri",), peri=lambda *a: 1.1 * tb.peri_step_deviation_bound(*a))
-    assert "peri: measured ≤ bound" in failed(small), describe(small)
+    assert "peri: witness measured ≤ bound" in failed(small), describe(small)
     assert "peri: witness attains the bound" in failed(large), describe(large)
 
 

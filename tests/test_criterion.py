@@ -82,7 +82,7 @@ def test_s1_meta_forward_constant_10_percent_small_fails(ctx):
     """peri with C_out 10% too small (γ_out·0.9) recommends a Δt_f 11% too large: the aligned witness exceeds B."""
     wrong = {"peri": _wrap(peri_stability_bounds, gamma_out=0.9)}
     failed = _failed(check_s1(ctx, bounds=wrong, parts=("witness",)))
-    assert "measured G ≤ B at the admissible Δt_f and Δt*" in failed
+    assert "witness: measured G ≤ B at the admissible Δt_f and Δt*" in failed
 
 
 def test_s1_meta_backward_rate_10_percent_small_fails(ctx):
@@ -90,7 +90,7 @@ def test_s1_meta_backward_rate_10_percent_small_fails(ctx):
     def shrunk(dt, sublayers, **kw):
         return none_stability_bounds(dt, [dataclasses.replace(s, wo_norm=0.9 * s.wo_norm) for s in sublayers], **kw)
     failed = _failed(check_s1(ctx, bounds={"none": shrunk}, parts=("witness",)))
-    assert "measured Λ ≤ τ at the admissible Δt_b and Δt*" in failed
+    assert "witness: measured Λ ≤ τ at the admissible Δt_b and Δt*" in failed
 
 
 def test_s1_meta_peri_constant_applied_to_pre_fails(ctx):
@@ -101,7 +101,7 @@ def test_s1_meta_peri_constant_applied_to_pre_fails(ctx):
         g = forward_gain_bound(dt if np.ndim(dt) else [dt] * len(sublayers), c_out, kw["x0_max_norm"])
         return dataclasses.replace(b, forward_gain=g)
     failed = _failed(check_s1(ctx, bounds={"pre": pre_with_peri_constant}, parts=("witness",)))
-    assert "measured G ≤ B at the admissible Δt_f and Δt*" in failed
+    assert "witness: measured G ≤ B at the admissible Δt_f and Δt*" in failed
 
 
 def test_s1_meta_wrong_closed_form_fails(ctx):
@@ -230,7 +230,8 @@ def test_s2_meta_low_water_level_is_infeasible(ctx):
         return optimal_step_sizes(c, ell, beta, tau, level_factor=0.9)
     failed = _failed(check_s2(ctx, schedule=wrong))
     assert "closed-form schedule is feasible" in failed
-    assert "zoo at the S2 schedule: −min log σ_min(J_{k→K}) ≤ τ" in failed
+    assert {"zoo at the S2 schedule: −min log σ_min(J_{k→K}) ≤ τ",
+            "witness at the S2 schedule: −min log σ_min(J_{k→K}) ≤ τ"} & set(failed)
 
 
 def test_s2_meta_one_sided_optimum_wrong_fails(ctx):

@@ -138,6 +138,16 @@ def test_meta_scale_symmetry_with_wrong_power_fails(ctx):
     (lambda: th.trained_pre_envelope_uniform(3, 1.0, 1.0, 1.0, -0.1, 1.0, 1), "backward_rate"),
     (lambda: th.envelope_moment_bounds(1.0, [0.0, 1.0], 1), "d"),
     (lambda: th.pre_scale_symmetry(0.0), "c"),
+    (lambda: th.pre_weight_energy_bound(1.0, 1.0, [-1.0], [1.0]), "in_norms"),
+    (lambda: th.pre_weight_energy_bound(1.0, 1.0, [1.0], [1.0, 2.0]), "out_norms"),
+    (lambda: th.pre_weight_energy_bound([1.0, 0.0], 1.0, [1.0, 1.0], [1.0, 1.0]), "dt"),
+    (lambda: th.pre_weight_energy_bound(1.0, [1.0, 1.0, 1.0], [1.0, 1.0], [1.0, 1.0]), "norm_range"),
+    (lambda: th.trained_pre_depth_free_bound(1.0, 1.0, 1.0, 0.0), "lam"),
+    (lambda: th.trained_pre_depth_free_bound(-1.0, 1.0, 1.0, 1.0), "dt"),
+    (lambda: th.trained_pre_depth_free_bound(1.0, 1.0, -1.0, 1.0), "decay_energy"),
+    (lambda: th.trained_pre_depth_free_bound([1.0, 1.0], [1.0, 1.0, 1.0], 1.0, 1.0), "norm_range"),
+    (lambda: th.attention_balance_residual([1.0], [1.0], [1.0], [1.0], -1.0), "lam"),
+    (lambda: th.attention_balance_residual([np.inf], [1.0], [1.0], [1.0], 1.0), "grad_v"),
 ])
 def test_bad_inputs_raise_value_errors_naming_the_parameter(call, name):
     with pytest.raises(ValueError, match=f"^{name}"):
@@ -156,7 +166,7 @@ def test_closed_forms_on_hand_computed_values():
 def test_solutions_solved_from_scratch_pass_the_same_checks(ctx, monkeypatch, tmp_path):
     """The default tier starts from precomputed solutions (verify/checks/trained_f6_cache.npz); here every problem
     is solved from scratch (L-BFGS, then trust-region Newton) and must pass the same check."""
-    caches = (chk.stationary_models, chk.stationary_measurement, chk.illposed_sweep)
+    caches = (chk.stationary_models, chk.stationary_measurement, chk.illposed_sweep, chk.depth_free_measurement)
     monkeypatch.setattr(chk, "CACHE", tmp_path / "absent.npz")
     for c in caches:
         c.cache_clear()
@@ -165,3 +175,72 @@ def test_solutions_solved_from_scratch_pass_the_same_checks(ctx, monkeypatch, tm
     finally:
         for c in caches:
             c.cache_clear()
+
+
+# ---- F7: the depth-free bound ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def f7(ctx):
+    return chk.check_f7(ctx)
+
+
+def test_f7_depth_free_bound_holds_on_stationary_models_and_beats_f6(f7):
+    """F7: on the stationary tiny models (training data and fresh inputs of scale 1 and 30) every displacement is
+    ≤ Σ Δt R‖W_in‖‖W_out‖ ≤ max(Δt R)·D/λ ≤ max(Δt R)·J(θ)/λ; the D/λ form is tighter than F6's exponential
+    envelope at every (seed, λ), and so is the J(θ)/λ form."""
+    _assert_all_pass(f7)
+    comparison = _by_name(f7, "J(θ)/λ")[0].numbers["comparison_with_F6"]
+    assert comparison
+    for c in comparison:
+        assert c["F7_D_tightness"] > c["F7_J_tightness"] > c["F6_tightness"], c
+        assert c["F7_D_bound"] < c["F6_envelope_K"]
+
+
+def test_f7_witness_attains_every_form(f7):
+    """The aligned rank-one ReLU step attains the product form, the AM-GM energy form and D/λ (ratio 1)."""
+    t = _by_name(f7, "witness")[0]
+    assert t.passed and t.worst_ratio == pytest.approx(1.0, abs=1e-9) and t.instances == "witness"
+
+
+def test_f7_stationary_attention_steps_are_balanced(f7):
+    """‖W_V‖_F² − ‖W_O‖_F² = (⟨∂J/∂W_V, W_V⟩ − ⟨∂J/∂W_O, W_O⟩)/λ at any weights, so ≈ 0 at stationarity."""
+    t = _by_name(f7, "balanced")[0]
+    assert t.passed and t.cases >= 2
+
+
+def test_f7_balance_identity_is_exact_away_from_stationarity():
+    """The identity needs no stationarity: away from it the gap ‖W_V‖² − ‖W_O‖² is what ⟨∂J/∂W_V, W_V⟩ −
+    ⟨∂J/∂W_O, W_O⟩ says, and the Cauchy–Schwarz bound is attained when ∂J is aligned with the weights."""
+    wv, wo = np.array([[3.0, 0.0]]), np.array([[1.0, 0.0]])
+    # λ(‖W_V‖² − ‖W_O‖²) = 0.5·8 = 4 = ⟨g_V, W_V⟩ with g_V = (4/3, 0) ∥ W_V and g_O = 0
+    gap, bound = th.attention_balance_residual([[4.0 / 3.0, 0.0]], wv, [[0.0, 0.0]], wo, 0.5)
+    assert gap[0] == pytest.approx(8.0) and bound[0] == pytest.approx(8.0)
+
+
+def test_meta_f7_energy_form_10_percent_small_fails(ctx):
+    """A product/energy bound 10 % too small is violated by the witness."""
+    def small(*args):
+        product, energy = th.pre_weight_energy_bound(*args)
+        return 0.9 * product, 0.9 * energy
+    assert _fails(chk.check_f7(ctx, energy_bound=small))
+
+
+def test_meta_f7_wrong_power_of_lambda_fails(ctx):
+    """max(Δt R)·D/λ² instead of D/λ (λ = 0.5 on the witness): the witness reaches only half of it."""
+    def wrong(dt, r, decay, lam):
+        return th.trained_pre_depth_free_bound(dt, r, decay, lam) / lam
+    assert _fails(chk.check_f7(ctx, depth_free=wrong))
+
+
+def test_meta_f7_wrong_balance_law_fails(ctx):
+    """Claiming ‖W_V‖ = 2‖W_O‖ at stationarity (the gap of 4‖W_V‖² against ‖W_O‖²) fails on the trained models."""
+    def wrong(gv, wv, go, wo, lam):
+        return th.attention_balance_residual(gv, 2.0 * np.asarray(wv), go, wo, lam)
+    assert _fails(chk.check_f7(ctx, balance=wrong))
+
+
+def test_f7_closed_forms_on_hand_computed_values():
+    """Two steps, Δt = (1, 0.5), R = 2, norms (1, 3)·(2, 1): product 0 → 4 → 7; energy max(ΔtR)·½Σ(a² + b²):
+    2·2.5 = 5 → 2·(2.5 + 5) = 15; the depth-free bound max(Δt R)·D/λ with D = λ·7.5 is 15."""
+    product, energy = th.pre_weight_energy_bound([1.0, 0.5], 2.0, [1.0, 3.0], [2.0, 1.0])
+    assert product.tolist() == pytest.approx([0.0, 4.0, 7.0]) and energy.tolist() == pytest.approx([0.0, 5.0, 15.0])
+    assert th.trained_pre_depth_free_bound([1.0, 0.5], 2.0, 0.3 * 7.5, 0.3) == pytest.approx(15.0)

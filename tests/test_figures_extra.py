@@ -76,6 +76,19 @@ def test_b3_measured_gradient_norms_lie_inside_the_envelope_at_init_and_after_tr
     assert grad_data["placements"]["none"]["init"]["containment"]["b2_ratio_max"] == pytest.approx(1.0, rel=1e-9)
 
 
+def test_gradient_gains_are_recorded_over_seeds(grad_data):
+    """K2 needs the spread over seeds: every placement and phase has ‖p_k‖ for GAIN_SEEDS model seeds, the data
+    step's seed being the fully measured one; different seeds give different models."""
+    for p in gn.PLACEMENTS:
+        for w in ("init", "trained"):
+            rec = grad_data["placements"][p][w]
+            by_seed = rec["grad_norm_by_seed"]
+            assert list(by_seed) == [str(s) for s in grad_data["gain_seeds"]] and len(by_seed) == gn.GAIN_SEEDS
+            assert by_seed[str(grad_data["seed"])] == rec["grad_norm"]
+            assert all(len(v) == len(rec["grad_norm"]) and min(v) > 0 for v in by_seed.values())
+            assert len({round(v[0], 12) for v in by_seed.values()}) == gn.GAIN_SEEDS
+
+
 def test_b3_training_moved_the_models(grad_data):
     """After training the validation loss is below the uniform-guess level log 256 (the runs really trained)."""
     for p in gn.PLACEMENTS:
@@ -217,6 +230,26 @@ def test_tightness_every_ratio_of_the_fast_checks_is_at_most_one_plus_round_off(
     assert {r["kind"] for r in tight_data["rows"]} == {"inequality", "witness"}
 
 
+def test_tightness_separates_witness_and_random_instances(tight_data):
+    """Issue 13: witnesses no longer share tallies with random draws. Each fast id has a witness column at ≈ 1
+    and a random column whose typical ratio lies below its worst one; only independent evidence is drawn."""
+    cols = {i: tight_data["summary"][i]["columns"] for i in tg.FAST_IDS}
+    for i, c in cols.items():
+        assert set(c) == {"witness", "random"}, (i, c)
+        assert c["witness"]["worst_max"] == pytest.approx(1.0, abs=1e-9)
+        assert c["random"]["typical_min"] < c["random"]["worst_max"] <= 1 + 1e-9
+    # B2's random instances are far from its bounds (the typical ratio is ≪ 1), which the old figure hid
+    assert cols["B2"]["random"]["typical_min"] < 1e-3
+    fake = {"theorems": [{"id": "F2", "checks": [
+        {"check": "identity guard", "kind": "inequality", "evidence": "code-identity", "instances": "random",
+         "worst_ratio": 1.0, "verdict": "PASS"},
+        {"check": "threshold", "kind": "witness", "evidence": "independent", "instances": "trained",
+         "worst_ratio": 40.0, "verdict": "PASS"},
+        {"check": "older check", "kind": "inequality", "worst_ratio": 0.5, "verdict": "PASS"}]}]}
+    rows = tg.collect(fake)
+    assert [(r["check"], r["instances"]) for r in rows] == [("older check", "unstated")]
+
+
 def test_tightness_meta_a_violated_inequality_is_caught(tight_data):
     """Meta: a record whose inequality reached ratio 1.1 fails the same assertion."""
     records = {"theorems": [{"id": "F2", "checks": [
@@ -230,7 +263,8 @@ def test_tightness_reads_records_and_json_identically(tight_data, tmp_path):
     """records= and records_path= give the same rows as the fresh run they came from (and ids in order)."""
     rec = {"level": tight_data["level"], "seed": tight_data["check_seed"],
            "theorems": [{"id": i, "checks": [dict(check=r["check"], kind=r["kind"], worst_ratio=r["ratio"],
-                                                  worst_error=r["error"], verdict=r["verdict"], cases=r["cases"])
+                                                  worst_error=r["error"], verdict=r["verdict"], cases=r["cases"],
+                                                  instances=r["instances"], typical_ratio=r["typical"])
                                              for r in tight_data["rows"] if r["id"] == i]} for i in tight_data["ids"]]}
     path = tmp_path / "verification.json"
     path.write_text(json.dumps(rec))

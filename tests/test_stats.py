@@ -119,6 +119,51 @@ def test_bandset_uses_one_bonferroni_correction_and_paired_estimates():
     assert not bad.record(Tally("S", "paired wrong", "band")).passed
 
 
+def test_band_wider_than_the_effect_has_no_power_and_is_not_verification():
+    """A band whose half-width is ≥ |predicted effect| would accept the theory and its absence alike: its
+    comparisons count in ``no_power``, the tally reads NO POWER (not PASS) and does not verify; one powered
+    comparison makes it PASS with the others still counted; a failing comparison still fails."""
+    wide = Tally("S", "wide", "band").band([1.2, 0.9], [1.0, 1.0], [3.0, 1.0])
+    assert wide.passed and wide.no_power == 2 and wide.verdict == "NO POWER" and not wide.verifies
+    assert wide.max_relative_halfwidth == pytest.approx(3.0)
+    mixed = Tally("S", "mixed", "band").band([1.2, 1.01], [1.0, 1.0], [3.0, 0.05])
+    assert mixed.verdict == "PASS" and mixed.no_power == 1 and mixed.verifies
+    # the effect can be named: a ratio (1 + β²)^L whose null value is 1 must resolve the growth, not the level
+    growth = Tally("S", "growth", "band").band(1.05, 1.04, 0.2, effect=0.04)
+    assert growth.no_power == 1 and growth.verdict == "NO POWER"
+    failing = Tally("S", "failing", "band").band(5.0, 1.0, 2.0)
+    assert failing.verdict == "FAIL" and failing.no_power == 1
+    bs = BandSet()
+    bs.add(np.random.default_rng(10).normal(1.0, 1.0, 400), 1.0, effect=1e-3)
+    assert bs.record(Tally("S", "bandset effect", "band")).verdict == "NO POWER"
+
+
+def test_only_independent_passing_tallies_verify():
+    """evidence: code identities and calibrated allowances pass or fail like any tally, but do not verify."""
+    for evidence, verifies in (("independent", True), ("code-identity", False), ("calibrated", False)):
+        t = Tally("S", "t", "identity", evidence=evidence, instances="random").identity(1.0, 1.0, rtol=1e-12)
+        assert t.passed and t.verifies is verifies
+    with pytest.raises(ValueError, match="^evidence"):
+        Tally("S", "t", "identity", evidence="proof")
+    with pytest.raises(ValueError, match="^instances"):
+        Tally("S", "t", "identity", instances="synthetic")
+
+
+def test_inequality_offset_reports_tightness_of_the_growth_term():
+    """‖x_k‖ ≤ ‖x_0‖ + G: with offset ‖x_0‖ the tightness is (‖x_k‖ − ‖x_0‖)/G, not ≈ 1 because ‖x_0‖ ≫ G;
+    the verdict is the same; a bound with no growth term left reports no ratio rather than ∞."""
+    plain = Tally("S", "plain", "inequality").inequality(100.5, 101.0, rtol=1e-12)
+    off = Tally("S", "offset", "inequality").inequality(100.5, 101.0, rtol=1e-12, offset=100.0)
+    assert plain.worst_ratio == pytest.approx(100.5 / 101.0) and off.worst_ratio == pytest.approx(0.5)
+    assert plain.passed and off.passed
+    bad = Tally("S", "bad", "inequality").inequality(101.5, 101.0, rtol=1e-12, offset=100.0)
+    assert not bad.passed and bad.worst_ratio == pytest.approx(1.5)
+    flat = Tally("S", "flat", "inequality").inequality(1.0 + 1e-16, 1.0, rtol=1e-12, offset=1.0)
+    assert flat.passed and math.isnan(flat.worst_ratio)
+    typical = Tally("S", "typ", "inequality").inequality([1e-4, 1e-2], [1.0, 1.0], rtol=0.0)
+    assert typical.typical_ratio == pytest.approx(1e-3) and typical.worst_ratio == pytest.approx(1e-2)
+
+
 def test_binomial_interval_is_clopper_pearson():
     """0 of n: the exact upper limit is 1 − (α/2)^{1/n}."""
     lo, hi = binomial_interval(0, 10, 0.95)

@@ -60,6 +60,9 @@ __all__ = [
     "trained_pre_envelope_uniform",
     "envelope_moment_bounds",
     "pre_scale_symmetry",
+    "pre_weight_energy_bound",
+    "trained_pre_depth_free_bound",
+    "attention_balance_residual",
 ]
 
 
@@ -261,3 +264,104 @@ def pre_scale_symmetry(c):
     """
     require_positive("c", c)
     return float(c)
+
+
+def pre_weight_energy_bound(dt, norm_range, in_norms, out_norms):
+    """F7 (a) — the displacement of a bias-free pre-LN stack by its weight energy: for every input, row i and k,
+
+        ‖x_{k,i} − x_{0,i}‖ ≤ Σ_{j<k} Δt_j R_j ‖W_in,j‖_F ‖W_out,j‖_F ≤ max_{j<k}(Δt_j R_j)·½Σ_{j<k}(‖W_in,j‖_F² + ‖W_out,j‖_F²).
+
+    Setting: X_{k+1} = X_k + Δt_k·F_k(N_k(X_k)) with a bias-free sublayer F_k = (input map W_in, activation or
+    softmax mixing, output map W_out): an MLP u ↦ φ(uW₁)W₂ (|φ(z)| ≤ |z|: ReLU, GELU; W_in = W₁, W_out = W₂) or
+    attention U ↦ concat_h(P^h U W_V^h)·W_O (P^h row-stochastic; W_in = W_V, W_out = W_O). R_j ≥ sup ‖N_j(x)‖ is
+    the norm's range (N1: ‖γ‖_∞√d + ‖β‖₂).
+    Proof: an MLP row has ‖φ(uW₁)W₂‖ ≤ ‖u‖‖W₁‖₂‖W₂‖₂; an attention row is a convex combination of rows
+    u_lW_V^h per head, so ‖concat_h(·)‖² ≤ Σ_h R²‖W_V^h‖₂² ≤ R²‖W_V‖_F², then ‖·W_O‖ ≤ ‖·‖‖W_O‖₂. Spectral ≤
+    Frobenius, the triangle inequality over steps gives the first form, ab ≤ (a² + b²)/2 the second.
+    Equality (witness): one step, aligned rank-one maps W_in = a·ûv̂ᵀ, W_out = a·v̂ŵᵀ with a ReLU MLP, v̂ ≥ 0 and
+    N(x) = R·û (ε = 0): the update is Δt R a² ŵ.
+
+    ``dt`` scalar or (K,), ``norm_range`` R scalar or (K,), ``in_norms``, ``out_norms`` (K, ...) Frobenius norms
+    (trailing axes broadcast, e.g. instances). Returns (product_form, energy_form), each (K+1, ...) with row 0 = 0:
+    the cumulative sums Σ_{j<k} Δt_jR_j a_j b_j and max_{j<k}(Δt_jR_j)·½Σ_{j<k}(a_j² + b_j²).
+    Provenance: our statement (a depth-free alternative to F6's envelope; issue 13). Domain: Δt > 0, R ≥ 0,
+    norms ≥ 0, one entry per step; ValueError naming the parameter otherwise.
+    """
+    a = _nonneg("in_norms", in_norms)
+    b = _nonneg("out_norms", out_norms)
+    if a.ndim < 1 or a.shape[0] < 1:
+        raise ValueError(f"in_norms must have one entry per step along axis 0, got shape {a.shape}")
+    if b.shape != a.shape:
+        raise ValueError(f"out_norms must have the shape of in_norms {a.shape}, got {b.shape}")
+    k = a.shape[0]
+    dts = step_sizes(dt, k)
+    r = _per_step("norm_range", norm_range, k)
+    scale = (dts * r).reshape((k,) + (1,) * (a.ndim - 1))
+    zero = np.zeros((1,) + a.shape[1:])
+    product = np.concatenate([zero, np.cumsum(scale * a * b, axis=0)])
+    energy = np.concatenate([zero, np.maximum.accumulate(np.broadcast_to(scale, a.shape), axis=0)
+                             * np.cumsum(0.5 * (a * a + b * b), axis=0)])
+    return product, energy
+
+
+def trained_pre_depth_free_bound(dt, norm_range, decay_energy, lam):
+    """F7 (b) — depth-free trained-model bound: max_{k,i} ‖x_{k,i} − x_{0,i}‖ ≤ max_j(Δt_j R_j)·D/λ.
+
+    Statement: for a bias-free pre-LN stack whose input and output maps carry weight decay λ in the objective
+    J(θ) = E[ℓ] + (λ/2)Σ_j(‖W_in,j‖_F² + ‖W_out,j‖_F²) + Ω(other parameters), ℓ ≥ 0, Ω ≥ 0, let
+    D = (λ/2)Σ_j(‖W_in,j‖_F² + ‖W_out,j‖_F²) ≤ J(θ) − E[ℓ] ≤ J(θ). Then for EVERY input, row and depth
+
+        ‖x_{k,i} − x_{0,i}‖ ≤ max_j(Δt_j R_j)·D/λ ≤ max_j(Δt_j R_j)·J(θ)/λ.
+
+    Proof: ``pre_weight_energy_bound``'s second form with ½Σ(a² + b²) = D/λ. No stationarity is used: the bound
+    holds at any weights, and is informative about *trained* models because training keeps J small: at any θ
+    with J(θ) ≤ J(θ₀) (a descent method started at θ₀) the right side is ≤ max(Δt R)·J(θ₀)/λ, and at a global
+    minimiser with a decayed linear head J(θ*) ≤ J(0) = log V (V classes). It does not grow with the depth K,
+    against F6's envelope, which is exponential in K; it is sharp given D alone (all the energy in one step,
+    aligned rank-one maps: ``pre_weight_energy_bound``'s witness). At a stationary point the attention steps are
+    balanced, ‖W_V‖_F = ‖W_O‖_F (``attention_balance_residual``), so AM-GM loses nothing there.
+
+    ``dt`` scalar or (K,) > 0, ``norm_range`` R scalar or (K,) ≥ 0, ``decay_energy`` D ≥ 0 (or any upper bound
+    of it, e.g. J(θ)), ``lam`` λ > 0; ``decay_energy`` may be an array (instances) when ``lam`` broadcasts.
+    Provenance: our statement (depth-free alternative to F6, derived in issue 13's review). Domain: ValueError
+    naming the parameter.
+    """
+    lam_arr = np.asarray(lam, dtype=float)
+    if not np.all(np.isfinite(lam_arr)) or np.any(lam_arr <= 0):
+        raise ValueError(f"lam must be finite and > 0, got {lam!r}")
+    dts = np.atleast_1d(np.asarray(dt, dtype=float))
+    if not np.all(np.isfinite(dts)) or np.any(dts <= 0):
+        raise ValueError(f"dt must be finite and > 0, got {dt!r}")
+    r = np.atleast_1d(_nonneg("norm_range", norm_range))
+    if dts.size > 1 and r.size > 1 and dts.size != r.size:
+        raise ValueError(f"norm_range must have one entry per step ({dts.size}), got {r.size}")
+    energy = _nonneg("decay_energy", decay_energy)
+    out = float(np.max(dts * r)) * energy / lam_arr
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def attention_balance_residual(grad_v, w_v, grad_o, w_o, lam):
+    """F7 (balance) — λ(‖W_V‖_F² − ‖W_O‖_F²) = ⟨∂J/∂W_V, W_V⟩ − ⟨∂J/∂W_O, W_O⟩ at ANY weights.
+
+    Statement: the loss is invariant under (W_V, W_O) → (cW_V, W_O/c) (the heads' outputs are linear in W_V, the
+    softmax does not see it), so d/dc E[ℓ] = ⟨∂E/∂W_V, W_V⟩ − ⟨∂E/∂W_O, W_O⟩ = 0 at c = 1, and the decay adds
+    λ(‖W_V‖² − ‖W_O‖²). At a stationary point (∂J = 0) the two maps are balanced: ‖W_V‖_F = ‖W_O‖_F, so the
+    AM-GM step of F7 is an equality for every attention step.
+    Returns |‖W_V‖_F² − ‖W_O‖_F²| and the bound (‖∂J/∂W_V‖‖W_V‖ + ‖∂J/∂W_O‖‖W_O‖)/λ it must not exceed (Cauchy–
+    Schwarz on the right side). Arguments are arrays (any shape, the last axes flattened per leading instance
+    axis when 2-D or more); ``lam`` > 0 broadcasting against the leading axis. Provenance: our statement.
+    Domain: ValueError naming the parameter.
+    """
+    lam_arr = np.asarray(lam, dtype=float)
+    if not np.all(np.isfinite(lam_arr)) or np.any(lam_arr <= 0):
+        raise ValueError(f"lam must be finite and > 0, got {lam!r}")
+    arrs = {}
+    for name, v in (("grad_v", grad_v), ("w_v", w_v), ("grad_o", grad_o), ("w_o", w_o)):
+        a = np.asarray(v, dtype=float)
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name} contains NaN or inf")
+        arrs[name] = a.reshape(a.shape[0], -1) if a.ndim >= 2 else a.reshape(1, -1)
+    nv, no = np.linalg.norm(arrs["w_v"], axis=1), np.linalg.norm(arrs["w_o"], axis=1)
+    gap = np.abs(nv ** 2 - no ** 2)
+    bound = (np.linalg.norm(arrs["grad_v"], axis=1) * nv + np.linalg.norm(arrs["grad_o"], axis=1) * no) / lam_arr
+    return gap, bound

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS = ("engine.md", "N.md", "F1-F4.md", "F5.md", "F6.md", "B.md", "S.md", "U.md", "X.md", "figures-3-5.md")
+CHAPTERS = ("engine.md", "N.md", "F1-F4.md", "F5.md", "F6.md", "B.md", "S.md", "U.md", "X.md", "figures-3-5.md",
+            "evidence.md")
 
 HEADER = """# Theorems, statements and proofs
 
@@ -43,6 +44,10 @@ proved in its chapter:
 - **S3** DeepNorm(α, ε) equals post with Δt/α and ε/α² exactly, for every ε.
 - **U1** global constants need ε > 0 and, for none/post, a globally Lipschitz sublayer (attention over n ≥ 2
   tokens is not).
+- **F6/F7** the exponential envelope holds on stationary models but is not sharp: the depth-free bound
+  max(Δt R)·D/λ (F7, new) is 10–100× tighter on the same models.
+- **K2/K7** (claims, `evidence.md`): at the suite's scale peri's end-to-end gradient gain is 2–5× pre's and post's
+  over three seeds ("gradients stay stable" not reproduced), and in the one K7 run peri Δt = 1 ends above pre.
 - **X1/X2/X3/X6** Xiong's gradient ratio is the d → ∞ limit (8 % off at d = 16); Admin's ∝ N law holds for N ≪ d;
   DeepNorm's 2N·2β²/α² = 1 fails for the encoder of encoder-decoder; softmax is ½-Lipschitz only with the same
   norm on both sides (ℓ∞ → ℓ1: 1/τ).

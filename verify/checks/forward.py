@@ -154,11 +154,17 @@ def _post_cases(draw, placements=("post", "deepnorm", "mixln")):
           tests=("tests/test_forward.py",))
 def check_f1(ctx: Context, *, bound=post_row_bound, examples: int | None = None) -> list[Tally]:
     rows = Tally("F1", "rows after post/deepnorm/final norm ≤ N1 sup", "inequality",
-                 tolerance="round-off of one norm layer: rtol from roundoff_rtol(1, d, 0) (≤ 4·264·u)")
+                 tolerance="round-off of one norm layer: rtol from roundoff_rtol(1, d, 0) (≤ 4·264·u)",
+                 evidence="independent", instances="random")
+    rows_w = Tally("F1", "witness rows ≤ N1 sup", "inequality",
+                   tolerance="round-off of one norm layer: rtol from roundoff_rtol(1, d, 0)",
+                   evidence="independent", instances="witness")
     wit = Tally("F1", "witness: constant γ, β=0, large input", "witness",
-                tolerance=f"ratio ≥ {WITNESS_THRESHOLD} (√(σ²/(σ²+ε)) ≥ 1 − 1e-5 here)")
+                tolerance=f"ratio ≥ {WITNESS_THRESHOLD} (√(σ²/(σ²+ε)) ≥ 1 − 1e-5 here)",
+                evidence="independent", instances="witness")
     ident = Tally("F1", "witness ratio = √(σ²/(σ²+ε)) (N1 equality)", "identity",
-                  tolerance="rtol 1e-13: one norm layer and one ratio in float64 (d ≤ 8: ≤ 20 ulps)")
+                  tolerance="rtol 1e-13: one norm layer and one ratio in float64 (d ≤ 8: ≤ 20 ulps)",
+                  evidence="independent", instances="witness")
 
     def one(case: StackCase):
         case = case.on_device(ctx.device)
@@ -194,8 +200,8 @@ def check_f1(ctx: Context, *, bound=post_row_bound, examples: int | None = None)
                 for k, step in enumerate(stack.steps):
                     c = _norm_constant(step.norm_res, d, bound)
                     meas = _numpy(states[k + 1].norm(dim=-1))
-                    rows.inequality(*_paired(meas, _trailing(c, 1)), rtol=roundoff_rtol(1, d, 0),
-                                    case=dict(desc, step=k))
+                    rows_w.inequality(*_paired(meas, _trailing(c, 1)), rtol=roundoff_rtol(1, d, 0),
+                                      case=dict(desc, step=k))
                     wit.witness(meas[big] / c[big], threshold=WITNESS_THRESHOLD, case=dict(desc, step=k))
                     # N1's equality case: ‖N(z)‖ = |γ|√d·√(σ²/(σ²+ε)) for the pre-norm sum z of this step.
                     with torch.no_grad():
@@ -208,7 +214,7 @@ def check_f1(ctx: Context, *, bound=post_row_bound, examples: int | None = None)
                     ident.identity(*_paired(meas / gamma_sqrt_d, ratio), rtol=1e-13, case=dict(desc, step=k))
                 first = _numpy(states[1].norm(dim=-1)).min(axis=-1) / (abs(spec["notes"]["gamma"]) * math.sqrt(d))
                 wit.note(**{f"{norm}/{placement}/eps={eps}: step-1 ratio by input scale": first})
-    return [rows, wit, ident]
+    return [rows, rows_w, wit, ident]
 
 
 # ---- F2: peri --------------------------------------------------------------------------------------------------------
@@ -241,16 +247,26 @@ def _peri_constants(stack: Stack, c_of) -> np.ndarray:
 def check_f2(ctx: Context, *, bound=peri_norm_bound, moment_bounds=peri_moment_bounds, c_of=post_row_bound,
              placements=("peri", "outnorm"), weight_scale_range=(1e-3, 1e3), examples: int | None = None
              ) -> list[Tally]:
-    rows = Tally("F2", "rows ≤ ‖x_0,i‖ + Σ Δt C_out (peri, outnorm)", "inequality",
-                 tolerance="roundoff_rtol(K, d, d_mlp): K steps of (d + d_mlp + 4)·u, ×4 headroom")
+    rtol_note = "roundoff_rtol(K, d, d_mlp): K steps of (d + d_mlp + 4)·u, ×4 headroom"
+    rows = Tally("F2", "rows ≤ ‖x_0,i‖ + Σ Δt C_out (peri, outnorm)", "inequality", tolerance=rtol_note,
+                 evidence="independent", instances="random")
     moments = Tally("F2", "K7 moments ≤ R_k/√d, R_k²/d", "inequality",
-                    tolerance="2×roundoff_rtol (squares double the relative error)")
+                    tolerance="2×roundoff_rtol (squares double the relative error)", evidence="independent",
+                    instances="random")
+    rows_w = Tally("F2", "witness rows ≤ ‖x_0,i‖ + Σ Δt C_out", "inequality", tolerance=rtol_note,
+                   evidence="independent", instances="witness")
+    moments_w = Tally("F2", "witness K7 moments ≤ R_k/√d, R_k²/d", "inequality",
+                      tolerance="2×roundoff_rtol (squares double the relative error)", evidence="independent",
+                      instances="witness")
     wit = Tally("F2", "witness: aligned updates attain the bound", "witness",
-                tolerance=f"ratio ≥ {WITNESS_THRESHOLD}; exact up to round-off by construction")
+                tolerance=f"ratio ≥ {WITNESS_THRESHOLD}; exact up to round-off by construction",
+                evidence="independent", instances="witness")
     mwit = Tally("F2", "witness: ± data pairs attain the moment bounds", "witness",
-                 tolerance=f"ratio ≥ {WITNESS_THRESHOLD}")
+                 tolerance=f"ratio ≥ {WITNESS_THRESHOLD}", evidence="independent", instances="witness")
+    # the zoo against itself at scaled weights: the weight-freedom follows from the output norm's algebra (N3)
     free = Tally("F2", "witness growth independent of the weight scale λ", "identity",
-                 tolerance="rtol 1e-12: growth values of different λ agree to round-off (≤ 8 steps, d = 8)")
+                 tolerance="rtol 1e-12: growth values of different λ agree to round-off (≤ 8 steps, d = 8)",
+                 evidence="code-identity", instances="witness")
 
     def record(stack: Stack, x: torch.Tensor, desc: dict, rtol: float, witness=False, validate=True):
         states = _trajectory(stack, x, validate=validate)
@@ -259,13 +275,16 @@ def check_f2(ctx: Context, *, bound=peri_norm_bound, moment_bounds=peri_moment_b
         c = _peri_constants(stack, c_of)  # (K, I)
         dts = np.asarray(stack.cfg.dts)
         b = np.asarray(bound(meas[0], dts, _trailing(c, extra)), dtype=float)
-        rows.inequality(*_paired(meas[1:], b[1:]), rtol=rtol, case=desc)
+        row_tally, moment_tally = (rows_w, moments_w) if "witness" in desc else (rows, moments)
+        m1, b1 = _paired(meas[1:], b[1:])
+        row_tally.inequality(m1, b1, rtol=rtol, case=desc, offset=np.broadcast_to(meas[0], m1.shape))
         if x.dim() == 4:  # the moments need a data axis
             x0_max = meas[0].reshape(meas.shape[1], -1).max(axis=1)  # (I,)
             mb = moment_bounds(x0_max, dts, c, stack.cfg.d)
             for name in ("mean_abs", "entrywise_var", "datawise_var"):
                 got = np.stack([_numpy(all_moments(s)[name]) for s in states])  # (K+1, I)
-                moments.inequality(*_paired(got[1:], mb[name][1:]), rtol=2 * rtol, case=dict(desc, moment=name))
+                moment_tally.inequality(*_paired(got[1:], mb[name][1:]), rtol=2 * rtol,
+                                        case=dict(desc, moment=name))
                 if witness:
                     mwit.witness(got[1:] / mb[name][1:], threshold=WITNESS_THRESHOLD, case=dict(desc, moment=name))
         return meas, b
@@ -300,7 +319,7 @@ def check_f2(ctx: Context, *, bound=peri_norm_bound, moment_bounds=peri_moment_b
                                    seed=ctx.seed % 1000)
             stack, x = load_witness(spec, device=ctx.device)
             record(stack, x, dict(desc, moments=True), roundoff_rtol(cfg.n_steps, cfg.d, cfg.hidden), witness=True)
-    return [rows, moments, wit, mwit, free]
+    return [rows, moments, rows_w, moments_w, wit, mwit, free]
 
 
 # ---- F3: pre ---------------------------------------------------------------------------------------------------------
@@ -350,11 +369,16 @@ def _pre_bounds(stack: Stack, x0_norms: np.ndarray, bound, mlp_sup, attn_sup, c_
 def check_f3(ctx: Context, *, bound=pre_norm_bound, mlp_sup=mlp_output_sup, attn_sup=attention_output_sup,
              c_of=post_row_bound, placements=("pre", "lns", "mixln"), examples: int | None = None) -> list[Tally]:
     rows = Tally("F3", "rows ≤ ‖x_0,i‖ + Σ Δt M_j (pre, LNS, Mix-LN)", "inequality",
-                 tolerance="roundoff_rtol(K, d, d_mlp): K steps of (d + d_mlp + 4)·u, ×4 headroom")
+                 tolerance="roundoff_rtol(K, d, d_mlp): K steps of (d + d_mlp + 4)·u, ×4 headroom",
+                 evidence="independent", instances="random")
+    rows_w = Tally("F3", "witness rows ≤ ‖x_0,i‖ + Σ Δt M_j", "inequality",
+                   tolerance="roundoff_rtol(K, d, d_mlp)", evidence="independent", instances="witness")
     wit = Tally("F3", "witness: aligned rank-one sublayers attain the bound", "witness",
-                tolerance=f"ratio ≥ {WITNESS_THRESHOLD}; exact (ReLU, ε = 0) up to round-off")
+                tolerance=f"ratio ≥ {WITNESS_THRESHOLD}; exact (ReLU, ε = 0) up to round-off",
+                evidence="independent", instances="witness")
     law = Tally("F3", "witness growth ∝ λ (log-log slope 1): no weight-free bound", "identity",
-                tolerance=f"rtol {GROWTH_LAW_RTOL}: an exact law fitted through float64 values")
+                tolerance=f"rtol {GROWTH_LAW_RTOL}: an exact law fitted through float64 values",
+                evidence="independent", instances="witness")
 
     def one(case: StackCase):
         case = case.on_device(ctx.device)
@@ -362,8 +386,9 @@ def check_f3(ctx: Context, *, bound=pre_norm_bound, mlp_sup=mlp_output_sup, attn
         meas = _row_norms(_trajectory(stack, x, validate=False))
         b = _pre_bounds(stack, meas[0], bound, mlp_sup, attn_sup, c_of)
         cfg = case.cfg
-        rows.inequality(*_paired(meas[1:], b[1:]), rtol=roundoff_rtol(cfg.n_steps, cfg.d, cfg.hidden),
-                        case=case.describe())
+        m1, b1 = _paired(meas[1:], b[1:])
+        rows.inequality(m1, b1, rtol=roundoff_rtol(cfg.n_steps, cfg.d, cfg.hidden), case=case.describe(),
+                        offset=np.broadcast_to(meas[0], m1.shape))
 
     run_over(stack_cases(placements=tuple(placements), **SPECTRAL_DRAW), one,
              examples=examples or ctx.examples(10, 60), seed=ctx.seed + 303)
@@ -376,14 +401,16 @@ def check_f3(ctx: Context, *, bound=pre_norm_bound, mlp_sup=mlp_output_sup, attn
             desc = dict(witness="f3_pre_witness", placement=placement, norm=norm)
             meas = _row_norms(_trajectory(stack, x))
             b = _pre_bounds(stack, meas[0], bound, mlp_sup, attn_sup, c_of)
-            rows.inequality(*_paired(meas[1:], b[1:]), rtol=roundoff_rtol(cfg.n_steps, cfg.d, cfg.hidden), case=desc)
+            m1, b1 = _paired(meas[1:], b[1:])
+            rows_w.inequality(m1, b1, rtol=roundoff_rtol(cfg.n_steps, cfg.d, cfg.hidden), case=desc,
+                              offset=np.broadcast_to(meas[0], m1.shape))
             wit.witness(meas[1:] / b[1:], threshold=WITNESS_THRESHOLD, case=desc)
             lam = np.asarray(spec["notes"]["out_scales"])
             growth = (meas[-1] - meas[0])[:, 0]  # (I,): first row of each instance
             slope = np.polyfit(np.log(lam), np.log(growth), 1)[0]
             law.identity(slope, 1.0, rtol=GROWTH_LAW_RTOL, case=desc)
             law.note(**{f"{placement}/{norm}: growth by λ={list(lam)}": growth, f"{placement}/{norm}: slope": slope})
-    return [rows, wit, law]
+    return [rows, rows_w, wit, law]
 
 
 # ---- F4: none --------------------------------------------------------------------------------------------------------
@@ -417,11 +444,16 @@ def _none_gains(stack: Stack, mlp_sup, attn_sup) -> tuple[np.ndarray, np.ndarray
 def check_f4(ctx: Context, *, bound=none_gronwall_bound, mlp_sup=mlp_output_sup, attn_sup=attention_output_sup,
              examples: int | None = None) -> list[Tally]:
     rows = Tally("F4", "max row norm ≤ discrete Grönwall bound (none)", "inequality",
-                 tolerance="roundoff_rtol(K, d, d_mlp) on relative error; growth multiplies, relative error adds")
+                 tolerance="roundoff_rtol(K, d, d_mlp) on relative error; growth multiplies, relative error adds",
+                 evidence="independent", instances="random")
+    rows_w = Tally("F4", "witness max row norm ≤ discrete Grönwall bound", "inequality",
+                   tolerance="roundoff_rtol(K, d, d_mlp)", evidence="independent", instances="witness")
     wit = Tally("F4", "witness: aligned stack follows the recursion with equality", "witness",
-                tolerance=f"ratio ≥ {WITNESS_THRESHOLD}; exact (ReLU, rank one) up to round-off")
+                tolerance=f"ratio ≥ {WITNESS_THRESHOLD}; exact (ReLU, rank one) up to round-off",
+                evidence="independent", instances="witness")
     law = Tally("F4", "witness grows exponentially at rate log(1 + Δt a)", "identity",
-                tolerance=f"rtol {GROWTH_LAW_RTOL}: an exact law fitted through float64 values")
+                tolerance=f"rtol {GROWTH_LAW_RTOL}: an exact law fitted through float64 values",
+                evidence="independent", instances="witness")
 
     def measure(stack: Stack, x: torch.Tensor, validate=True):
         meas = _row_norms(_trajectory(stack, x, validate=validate))  # (K+1, I, n)
@@ -434,8 +466,9 @@ def check_f4(ctx: Context, *, bound=none_gronwall_bound, mlp_sup=mlp_output_sup,
         stack, x = case.build()
         big, b = measure(stack, x, validate=False)
         cfg = case.cfg
-        rows.inequality(*_paired(big[1:], b[1:]), rtol=roundoff_rtol(cfg.n_steps, cfg.d, cfg.hidden),
-                        case=case.describe())
+        m1, b1 = _paired(big[1:], b[1:])
+        rows.inequality(m1, b1, rtol=roundoff_rtol(cfg.n_steps, cfg.d, cfg.hidden), case=case.describe(),
+                        offset=np.broadcast_to(big[0], m1.shape))
 
     run_over(stack_cases(placements=("none",), **F4_LIMITS), one, examples=examples or ctx.examples(10, 60),
              seed=ctx.seed + 404)
@@ -446,7 +479,9 @@ def check_f4(ctx: Context, *, bound=none_gronwall_bound, mlp_sup=mlp_output_sup,
         cfg = stack.cfg
         desc = dict(witness="f4_none_witness", bias=bias)
         big, b = measure(stack, x)
-        rows.inequality(*_paired(big[1:], b[1:]), rtol=roundoff_rtol(cfg.n_steps, cfg.d, cfg.hidden), case=desc)
+        m1, b1 = _paired(big[1:], b[1:])
+        rows_w.inequality(m1, b1, rtol=roundoff_rtol(cfg.n_steps, cfg.d, cfg.hidden), case=desc,
+                          offset=np.broadcast_to(big[0], m1.shape))
         wit.witness(big[1:] / b[1:], threshold=WITNESS_THRESHOLD, case=desc)
         if bias == 0.0:
             gains = np.asarray(spec["notes"]["out_scales"])
@@ -455,4 +490,4 @@ def check_f4(ctx: Context, *, bound=none_gronwall_bound, mlp_sup=mlp_output_sup,
             law.identity(rate, np.log1p(cfg.dts[0] * gains), rtol=GROWTH_LAW_RTOL, case=desc)
             law.note(gains=gains, fitted_rate=rate, theory_rate=np.log1p(cfg.dts[0] * gains),
                      growth_factor=big[-1] / big[0])
-    return [rows, wit, law]
+    return [rows, rows_w, wit, law]

@@ -248,8 +248,10 @@ def _cases(placement: str, ctx: Context, seed_offset: int) -> list[StackCase]:
 
 
 def _internals_tally(traces) -> Tally:
+    # a recomputation of the zoo's own sublayer: guards the measurement plumbing, not evidence for F5
     t = Tally(THEOREM, "recomputed h·W + b equals the zoo's F", "identity",
-              tolerance="float64 matmul round-off (~1e-15 relative), 1e-12 leaves a 1000x margin")
+              tolerance="float64 matmul round-off (~1e-15 relative), 1e-12 leaves a 1000x margin",
+              evidence="code-identity", instances="random")
     for trace, case in traces:
         t.identity(trace.recompute_error, 0.0, rtol=0.0, atol=1e-12, case=case.describe())
     return t
@@ -263,12 +265,14 @@ def check_f5_phi2(ctx: Context, *, phi2=gaussian_phi2) -> list[Tally]:
 
     qs = np.logspace(-3, 3, 13)
     t_float = Tally(THEOREM, "GELU E φ² quadrature = closed form (float)", "identity",
-                    tolerance="quad asked for 2e-14 relative; 1e-13 covers it and the closed form's round-off")
+                    tolerance="quad asked for 2e-14 relative; 1e-13 covers it and the closed form's round-off",
+                    evidence="independent", instances="exact")
     t_float.identity([phi2(float(q), "gelu") for q in qs], gelu_phi2_closed_form(qs), rtol=1e-13,
                      case=dict(q="logspace(-3, 3, 13)"))
     t_float.identity([phi2(float(q), "relu") for q in qs], qs / 2, rtol=1e-15, case=dict(activation="relu"))
     t_mp = Tally(THEOREM, "GELU E φ² at q = 1: mpmath 30 vs 60 digits vs closed form", "identity",
-                 tolerance="precision ladder: 30-digit quad agrees with 60-digit closed form to 1e-28")
+                 tolerance="precision ladder: 30-digit quad agrees with 60-digit closed form to 1e-28",
+                 evidence="independent", instances="exact")
     old = mpmath.mp.dps
     try:
         mpmath.mp.dps = 30
@@ -302,7 +306,8 @@ def check_f5_example(ctx: Context, *, phi2=gaussian_phi2, mlp_moment=mlp_output_
                               v["b1_var"], v["b2_var"], phi2=phi2))
     band = mean_band(samples, false_alarm=DEFAULT_FALSE_ALARM)
     t = Tally(THEOREM, "pre example d=64 GELU: E‖F‖² = 27.214", "band",
-              tolerance=f"Student-t band, false alarm {DEFAULT_FALSE_ALARM:g}")
+              tolerance=f"Student-t band, false alarm {DEFAULT_FALSE_ALARM:g}", evidence="independent",
+              instances="random")
     t.band(band.estimate, theory, band.halfwidth,
            case=dict(d=64, hidden=256, instances=len(samples), tokens=EXAMPLE_TOKENS,
                      samples=len(samples) * EXAMPLE_TOKENS))
@@ -385,8 +390,10 @@ def check_f5_pre(ctx: Context, *, phi2=gaussian_phi2, mlp_moment=mlp_output_seco
                  roundoff=ROUNDOFF_RTOL * (cfg.n_steps + 1) * _per_instance(tr.x_sq[1:]).mean(-1),
                  case=dict(desc, compared="E‖x_k‖² − E‖x_0‖²"))
     fa = f"Student-t band, false alarm {DEFAULT_FALSE_ALARM:g} per tally, Bonferroni over its comparisons"
-    t_closed = closed.record(Tally(THEOREM, "pre recursion, closed form (ε=0; first step ε>0)", "band", tolerance=fa))
-    t_cond = cond.record(Tally(THEOREM, "pre recursion, conditional on N(x_k) (all ε)", "band", tolerance=fa))
+    t_closed = closed.record(Tally(THEOREM, "pre recursion, closed form (ε=0; first step ε>0)", "band", tolerance=fa,
+                                   evidence="independent", instances="random"))
+    t_cond = cond.record(Tally(THEOREM, "pre recursion, conditional on N(x_k) (all ε)", "band", tolerance=fa,
+                               evidence="independent", instances="random"))
     return [t_closed, t_cond, _internals_tally(traces)]
 
 
@@ -443,8 +450,10 @@ def check_f5_peri(ctx: Context, *, peri_moments=peri_second_moments, rho=chi2_rh
                  case=dict(desc, compared="E‖x_k‖² − E‖x_0‖²"))
     fa = (f"Student-t band, false alarm {DEFAULT_FALSE_ALARM:g} per tally, Bonferroni; "
           "GELU ρ adds its delta-method allowance")
-    t_closed = closed.record(Tally(THEOREM, "peri recursion, closed-form ρ (ε_in=0)", "band", tolerance=fa))
-    t_cond = cond.record(Tally(THEOREM, "peri recursion, ρ conditional on h (all ε)", "band", tolerance=fa))
+    t_closed = closed.record(Tally(THEOREM, "peri recursion, closed-form ρ (ε_in=0)", "band", tolerance=fa,
+                                   evidence="independent", instances="random"))
+    t_cond = cond.record(Tally(THEOREM, "peri recursion, ρ conditional on h (all ε)", "band", tolerance=fa,
+                               evidence="independent", instances="random"))
     return [t_closed, t_cond, _internals_tally(traces)]
 
 
@@ -453,7 +462,8 @@ def check_f5_post(ctx: Context, *, post_moment=post_second_moment, nc_rho=noncen
     (x_{k−1}, h) from the noncentral chi-square law of the residual sum's row statistic."""
     cond, traces, min_rho = BandSet(), [], 1.0
     t_exact = Tally(THEOREM, "post ε=0: ‖x_k‖² = γ²d on every row", "identity",
-                    tolerance=f"{ROUNDOFF_RTOL:g} relative: float64 round-off of a d-term sum of squares, 10x margin")
+                    tolerance=f"{ROUNDOFF_RTOL:g} relative: float64 round-off of a d-term sum of squares, 10x margin",
+                    evidence="independent", instances="random")
     for case in _cases("post", ctx, 3):
         cfg, tr = case.cfg, measure(case)
         traces.append((tr, case))
@@ -472,7 +482,8 @@ def check_f5_post(ctx: Context, *, post_moment=post_second_moment, nc_rho=noncen
         cond.entries[-1]["case"]["min_rho"] = float(np.min(rho_rows))
         min_rho = min(min_rho, float(np.mean(rho_rows)))
     t_cond = cond.record(Tally(THEOREM, "post ε>0: E‖x_k‖² = γ²d·E[ρ], ρ conditional", "band",
-                               tolerance=f"Student-t band, false alarm {DEFAULT_FALSE_ALARM:g} per tally, Bonferroni"))
+                               tolerance=f"Student-t band, false alarm {DEFAULT_FALSE_ALARM:g} per tally, Bonferroni",
+                               evidence="independent", instances="random"))
     t_cond.note(min_rho=min_rho)  # the smallest case-average ρ: how far below 1 (ρ-free) the checked cases go
     return [t_exact, t_cond, _internals_tally(traces)]
 

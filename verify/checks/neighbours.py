@@ -206,17 +206,17 @@ def _ratio_band(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
 def check_x1(ctx: Context, *, post_energy=xiong_post_presum_energy, pre_bounds=xiong_pre_energy_bounds,
              grad_ratio=xiong_grad_ratio, examples: int | None = None) -> list[Tally]:
     post = Tally("X1", "post: E‖x^{post,5}‖² = (3/2)d", "band",
-                 tolerance="Student-t band, false alarm 1e-4 per tally (Bonferroni); exact in expectation at ε = 0")
+                 tolerance="Student-t band, false alarm 1e-4 per tally (Bonferroni); exact in expectation at ε = 0", evidence="independent", instances="random")
     pre_one = Tally("X1", "pre, one token: E‖x_l‖² − E‖x_0‖² = (3l/2)d", "band",
-                    tolerance="Student-t band, false alarm 1e-4; paired increments (exact in expectation)")
+                    tolerance="Student-t band, false alarm 1e-4; paired increments (exact in expectation)", evidence="independent", instances="random")
     pre_rec = Tally("X1", "pre, n tokens: increment = Σ(‖ū‖² + d/2) in mean", "band",
-                    tolerance="paired differences (measured − conditional), Student-t band, false alarm 1e-4")
+                    tolerance="paired differences (measured − conditional), Student-t band, false alarm 1e-4", evidence="independent", instances="random")
     bracket = Tally("X1", "pre, n tokens: (1 + l/2)d ≤ E‖x_l‖² ≤ (1 + 3l/2)d", "inequality",
-                    tolerance="band edge vs bound: z·SE (false alarm 1e-4) added to the measured side")
+                    tolerance="band edge vs bound: z·SE (false alarm 1e-4) added to the measured side", evidence="independent", instances="random")
     wit = Tally("X1", "witness: one token attains the upper end; n = 64 nears the lower", "witness",
-                tolerance=f"upper: ratio ≥ {WITNESS_THRESHOLD}; lower (block 1, n = 64): ≥ {LOWER_WITNESS_THRESHOLD}")
+                tolerance=f"upper: ratio ≥ {WITNESS_THRESHOLD}; lower (block 1, n = 64): ≥ {LOWER_WITNESS_THRESHOLD}", evidence="independent", instances="witness")
     grad = Tally("X1", "one token: W₂ gradient ratio pre/post (finite-width)", "band",
-                 tolerance="delta-method band, false alarm 1e-4, + the neglected third-order term (δ²/2)")
+                 tolerance="delta-method band, false alarm 1e-4, + the neglected third-order term (δ²/2)", evidence="independent", instances="random")
     dev = ctx.device
 
     # (a) Post-LN: the MLP residual sum has E‖s‖² = (3/2)d for any n, any attention weights.
@@ -371,9 +371,9 @@ def _loglog_slope(depths: np.ndarray, means: np.ndarray, ses: np.ndarray) -> tup
 def check_x2(ctx: Context, *, output_change=admin_output_change, d: int = 64, depths: tuple[int, ...] | None = None,
              n_instances: int | None = None) -> list[Tally]:
     band = Tally("X2", "relative output change C(N) vs mean field", "band",
-                 tolerance="Student-t band (false alarm 1e-4, Bonferroni) + finite-width allowance (K/d)·C, K = 2N")
+                 tolerance="Student-t band (false alarm 1e-4, Bonferroni) + finite-width allowance (K/d)·C, K = 2N", evidence="independent", instances="random")
     law = Tally("X2", "fitted growth law: log-log slope of C(N)", "band",
-                tolerance="WLS slope ± z·SE (false alarm 1e-4) + the slope of the K/d allowance over the depth range")
+                tolerance="WLS slope ± z·SE (false alarm 1e-4) + the slope of the K/d allowance over the depth range", evidence="independent", instances="random")
     depths = depths or ((1, 2, 4, 8) if ctx.level == "quick" else (1, 2, 4, 8, 16, 32))
     inst = n_instances or ctx.examples(64, 192)
     bands = BandSet()
@@ -451,17 +451,17 @@ def check_x3(ctx: Context, *, constants=deepnorm_constants, budget=deepnorm_upda
              init_std=deepnorm_init_std, output_change=admin_output_change_deepnorm, rescale: bool = True,
              d_mlp_factor: int = 1, examples: int | None = None) -> list[Tally]:
     ident_mp = Tally("X3", "n_sub·2β²/α² = 1 (50-digit mpmath)", "identity",
-                     tolerance="atol 1e-45 on |budget − 1|: a handful of operations at 50 significant digits")
+                     tolerance="atol 1e-45 on |budget − 1|: a handful of operations at 50 significant digits", evidence="independent", instances="random")
     ident_fl = Tally("X3", "n_sub·2β²/α² = 1 and αβ = 2^{-1/2} (float64)", "identity",
-                     tolerance="rtol 8u·4: two fourth roots, two squares, a product and a quotient, 4× headroom")
+                     tolerance="rtol 8u·4: two fourth roots, two squares, a product and a quotient, 4× headroom", evidence="independent", instances="random")
     encdec = Tally("X3", "enc-dec encoder: |αβ − 2^{-1/2}| ≤ published rounding", "inequality",
-                   tolerance="0.005·(0.81 + 0.87) + 0.005²: half a unit in the last digit of each coefficient")
+                   tolerance="0.005·(0.81 + 0.87) + 0.005²: half a unit in the last digit of each coefficient", evidence="independent", instances="random")
     conf_alpha = Tally("X3", "zoo deepnorm α = (2N)^{1/4} per step", "identity",
-                       tolerance="rtol 4u: the zoo and the table compute the same fourth root")
+                       tolerance="rtol 4u: the zoo and the table compute the same fourth root", evidence="independent", instances="exact")
     conf_init = Tally("X3", "zoo deepnorm init std = DeepNet's Xavier(β) spec", "band",
-                      tolerance="Student-t band over instances of the mean squared entry, false alarm 1e-4")
+                      tolerance="Student-t band over instances of the mean squared entry, false alarm 1e-4", evidence="independent", instances="random")
     bounded = Tally("X3", "output change stays bounded in N (mean field)", "band",
-                    tolerance="Student-t band (false alarm 1e-4) + finite-width allowance (K/d)·C, K = 2N")
+                    tolerance="Student-t band (false alarm 1e-4) + finite-width allowance (K/d)·C, K = 2N", evidence="independent", instances="random")
     def one(pair):
         n, m = pair
         rows = []
@@ -557,11 +557,11 @@ def _lns_cases(draw):
 )
 def check_x4(ctx: Context, *, energy=lns_energy, examples: int | None = None) -> list[Tally]:
     band = Tally("X4", "LNS one token: E‖x_l‖² − E‖x_0‖² vs theory", "band",
-                 tolerance="Student-t band over instances (paired increments), false alarm 1e-4, Bonferroni")
+                 tolerance="Student-t band over instances (paired increments), false alarm 1e-4, Bonferroni", evidence="independent", instances="random")
     harm = Tally("X4", "ReLU closed form = d(1 + 1.5 H_L)", "identity",
-                 tolerance="rtol 64u: a sum of L ≤ 64 float64 terms against the harmonic number")
+                 tolerance="rtol 64u: a sum of L ≤ 64 float64 terms against the harmonic number", evidence="independent", instances="exact")
     sub = Tally("X4", "harmonic below linear: LNS energy ≤ pre energy", "inequality",
-                tolerance="exact inequality of closed forms (H_L ≤ L); measured side: band edge (false alarm 1e-4)")
+                tolerance="exact inequality of closed forms (H_L ≤ L); measured side: band edge (false alarm 1e-4)", evidence="independent", instances="random")
     bands = BandSet()
     measured = []
 
@@ -685,19 +685,19 @@ def _noci_cases(draw):
 def check_x5(ctx: Context, *, mean_energy=noci_mean_energy, token_cosine=noci_token_cosine,
              cosine_sup=noci_cosine_sup, token_spread: float = 0.0, examples: int | None = None) -> list[Tally]:
     zero = Tally("X5", "identical tokens: ‖∇W_Q‖, ‖∇W_K‖ = 0 (relative to ‖∇W_V‖)", "identity",
-                 tolerance=f"atol {ZERO_GRAD_ATOL:g} relative to ‖∇W_V‖ (round-off of n equal products, see module)")
+                 tolerance=f"atol {ZERO_GRAD_ATOL:g} relative to ‖∇W_V‖ (round-off of n equal products, see module)", evidence="independent", instances="random")
     order = Tally("X5", "near-identical tokens: ‖∇W_Q‖, ‖∇W_K‖ = O(spread²)", "identity",
-                  tolerance="log-log slope 2 ± 0.05: the O(ε³) term at ε ≤ 1e-2")
+                  tolerance="log-log slope 2 ± 0.05: the O(ε³) term at ε ≤ 1e-2", evidence="independent", instances="random")
     growth = Tally("X5", "uniform attention: E‖x̄_L‖²/‖x̄_0‖² = (1 + β²)^L", "band",
-                   tolerance="Student-t band over instances, false alarm 1e-4, Bonferroni over examples")
+                   tolerance="Student-t band over instances, false alarm 1e-4, Bonferroni over examples", evidence="independent", instances="random")
     deviation = Tally("X5", "uniform attention: x_i − x̄ unchanged", "identity",
-                      tolerance="atol 1e-12·max|x_L|: one rounded add per step (≤ L·u = 1.3e-15), ×100 headroom")
+                      tolerance="atol 1e-12·max|x_L|: one rounded add per step (≤ L·u = 1.3e-15), ×100 headroom", evidence="independent", instances="random")
     cosine = Tally("X5", "β² = 1/L: kernel cosine ≤ sup_L bound < 1", "inequality",
-                   tolerance="measured side: the band's lower edge (z·SE, false alarm 1e-4) through a monotone map")
+                   tolerance="measured side: the band's lower edge (z·SE, false alarm 1e-4) through a monotone map", evidence="independent", instances="random")
     cos_band = Tally("X5", "β² = 1/L: kernel cosine vs κ_L", "band",
-                     tolerance="band on E‖x̄_L‖² mapped through the increasing map a ↦ (a − b/(n−1))/(a + b)")
+                     tolerance="band on E‖x̄_L‖² mapped through the increasing map a ↦ (a − b/(n−1))/(a + b)", evidence="independent", instances="random")
     wit = Tally("X5", "witness: κ_L approaches the sup as L grows (β² = 1/L)", "witness",
-                tolerance=f"theory κ_64/sup ≥ {WITNESS_THRESHOLD}; measured κ at L = 64 the same")
+                tolerance=f"theory κ_64/sup ≥ {WITNESS_THRESHOLD}; measured κ at L = 64 the same", evidence="independent", instances="witness")
 
     def one_zero(case):
         cfg, n_tokens, seed = case
@@ -727,7 +727,9 @@ def check_x5(ctx: Context, *, mean_energy=noci_mean_energy, token_cosine=noci_to
     def one_growth(case):
         d, n_blocks, beta, n_tokens, seed = case
         m = measure_uniform_attention(d, n_blocks, beta, n_tokens, ctx.examples(400, 1600), seed, ctx.device)
-        bands.add(m["mean_ratio"], mean_energy(n_blocks, beta, 1.0), case=dict(d=d, L=n_blocks, beta=beta, n=n_tokens))
+        th = mean_energy(n_blocks, beta, 1.0)
+        # the predicted effect is the growth (1 + β²)^L − 1: the ratio's value without attention would be 1
+        bands.add(m["mean_ratio"], th, effect=th - 1.0, case=dict(d=d, L=n_blocks, beta=beta, n=n_tokens))
         deviation.identity(m["deviation_error"], 0.0, rtol=0.0, atol=1e-12, case=dict(d=d, L=n_blocks, beta=beta))
 
     run_over(_noci_cases(), one_growth, examples=examples or ctx.examples(3, 12), seed=ctx.seed + 1111)
@@ -739,7 +741,8 @@ def check_x5(ctx: Context, *, mean_energy=noci_mean_energy, token_cosine=noci_to
     for L in depths:
         beta = 1 / math.sqrt(L)
         m = measure_uniform_attention(d, L, beta, n_tokens, ctx.examples(200, 800), ctx.seed + 1121 + L, ctx.device)
-        bands.add(m["mean_ratio"], mean_energy(L, beta, 1.0), case=dict(d=d, L=L, beta=beta, n=n_tokens))
+        th_L = mean_energy(L, beta, 1.0)
+        bands.add(m["mean_ratio"], th_L, effect=th_L - 1.0, case=dict(d=d, L=L, beta=beta, n=n_tokens))
         a0, b0 = m["a0"], m["b0"]
         mean, se = m["mean_ratio"].mean(), m["mean_ratio"].std(ddof=1) / math.sqrt(m["mean_ratio"].size)
 
@@ -816,13 +819,15 @@ def _inf_to_one(jac: torch.Tensor) -> torch.Tensor:
 def check_x6(ctx: Context, *, inf_to_one=softmax_jacobian_inf_to_one, lipschitz=softmax_lipschitz_constant,
              examples: int | None = None) -> list[Tally]:
     exact = Tally("X6", "‖J‖_{∞→1} (sign-vector enumeration) = θ(p)/τ", "identity",
-                  tolerance=f"rtol {SOFTMAX_RTOL:g}, atol 100u/τ: ≤ 100 float64 terms of size ≤ 1/τ")
+                  tolerance=f"rtol {SOFTMAX_RTOL:g}, atol 100u/τ: ≤ 100 float64 terms of size ≤ 1/τ", evidence="independent", instances="random")
     norms = Tally("X6", "operator norms of J ≤ the Lipschitz constants", "inequality",
-                  tolerance="rtol 1e-12: eigenvalue / row-sum round-off of a ≤ 10×10 matrix")
+                  tolerance="rtol 1e-12: eigenvalue / row-sum round-off of a ≤ 10×10 matrix", evidence="independent", instances="random")
     secant = Tally("X6", "secants ‖Δsoftmax‖/‖Δz‖ ≤ the Lipschitz constants", "inequality",
-                   tolerance="rtol 1e-9: cancellation in Δsoftmax for ‖Δz‖ ≥ 1e-6 costs ≤ u/1e-6 relative")
+                   tolerance="rtol 1e-9: cancellation in Δsoftmax for ‖Δz‖ ≥ 1e-6 costs ≤ u/1e-6 relative", evidence="independent", instances="random")
+    theta_w = Tally("X6", "witness: θ(p) = 1 at uniform p, n even", "identity",
+                    tolerance=f"rtol {SOFTMAX_RTOL:g}: a sum of n ≤ 8 equal terms", evidence="independent", instances="witness")
     wit = Tally("X6", "witness: each constant attained (two tied logits; a half-mass subset)", "witness",
-                tolerance=f"ratio ≥ {WITNESS_THRESHOLD} (exact up to e^-40 or round-off at the witnesses)")
+                tolerance=f"ratio ≥ {WITNESS_THRESHOLD} (exact up to e^-40 or round-off at the witnesses)", evidence="independent", instances="witness")
     dev = ctx.device
 
     def one(case):
@@ -881,9 +886,9 @@ def check_x6(ctx: Context, *, inf_to_one=softmax_jacobian_inf_to_one, lipschitz=
         ratio = dp.abs().sum() / dz.abs().amax()
         wit.witness(_np(ratio) / lipschitz("linf->l1", tau), threshold=WITNESS_THRESHOLD,
                     case=dict(wc, norm="linf->l1", kind="secant"))
-        exact.identity(np.asarray(softmax_theta(_np(torch.softmax(z / tau, -1)))), 1.0, rtol=SOFTMAX_RTOL,
-                       case=dict(wc, quantity="theta"))
+        theta_w.identity(np.asarray(softmax_theta(_np(torch.softmax(z / tau, -1)))), 1.0, rtol=SOFTMAX_RTOL,
+                         case=dict(wc, quantity="theta"))
     wit.note(finding=("'softmax is ½-Lipschitz' holds in ℓ1, ℓ2 and ℓ∞ (same norm both sides, constant 1/(2τ), "
                       "sharp); from ℓ∞ to ℓ1 the sharp constant is 1/τ = sup θ(p)/τ (uniform p, n even, measured "
                       "ratio 1.000), i.e. ½ only in total variation"))
-    return [exact, norms, secant, wit]
+    return [exact, norms, secant, theta_w, wit]

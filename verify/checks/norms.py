@@ -234,11 +234,14 @@ def _gamma_rows(gamma: np.ndarray, z: np.ndarray) -> np.ndarray:
 def check_n1(ctx: Context, bound=norm_output_bound) -> list[Tally]:
     device = resolve_device(ctx.device)
     tol = f"float64 round-off: (d+10)u ≤ 3e-14 relative for d ≤ 256; rtol {RTOL_ALGEBRA:g} gives ≥ 30× room"
-    ln_tally = Tally("N1", "LayerNorm range, vector γ and β", "inequality", tol)
-    rms_tally = Tally("N1", "RMSNorm range, vector γ", "inequality", tol)
-    sup_tally = Tally("N1", "supremum over inputs ‖γ‖_∞√d + ‖β‖₂", "inequality", tol)
+    ln_tally = Tally("N1", "LayerNorm range, vector γ and β", "inequality", tol, evidence="independent",
+                     instances="random")
+    rms_tally = Tally("N1", "RMSNorm range, vector γ", "inequality", tol, evidence="independent", instances="random")
+    sup_tally = Tally("N1", "supremum over inputs ‖γ‖_∞√d + ‖β‖₂", "inequality", tol, evidence="independent",
+                      instances="random")
     witness = Tally("N1", "equality for constant γ, β = 0 (witness)", "witness",
-                    f"measured/bound ≥ 1 − {RTOL_ALGEBRA:g}: exact up to round-off")
+                    f"measured/bound ≥ 1 − {RTOL_ALGEBRA:g}: exact up to round-off", evidence="independent",
+                    instances="witness")
     witness_large_mean = [float("nan")]
     witness_min = [float("inf")]
 
@@ -365,20 +368,29 @@ def check_n2(ctx: Context, *,
     device = resolve_device(ctx.device)
     tol = (f"per row, relative to ‖J‖: {RTOL_ALGEBRA:g} (jacrev/eigvalsh/SVD err O(d·u) ≈ 2e-14 for d ≤ 96) + "
            f"{ROUNDOFF_MODEL_FACTOR:g}·4·√d·u(1+log2 d)‖z‖∞/s (conditioning at large means)")
-    t_jac = Tally("N2", "exact Jacobian = jacrev (vector γ, ε ≥ 0)", "identity", tol)
-    t_eigdir = Tally("N2", "eigenpairs: J1 = 0, Jc = γε/s³·c, Ju = γ/s·u", "identity", tol)
-    t_spec = Tally("N2", "closed-form spectrum = eigvalsh(J) (scalar γ)", "identity", tol)
-    t_snorm = Tally("N2", "‖J‖₂ closed form (d ≥ 3 and d = 2)", "identity", tol)
-    t_fro = Tally("N2", "‖J‖_F closed form", "identity", tol)
-    t_bound = Tally("N2", "‖J‖₂ ≤ ‖γ‖_∞/s, centred s (vector γ)", "inequality", tol)
+    t_jac = Tally("N2", "exact Jacobian = jacrev (vector γ, ε ≥ 0)", "identity", tol, evidence="independent",
+                  instances="random")
+    t_eigdir = Tally("N2", "eigenpairs: J1 = 0, Jc = γε/s³·c, Ju = γ/s·u", "identity", tol, evidence="independent",
+                     instances="random")
+    t_spec = Tally("N2", "closed-form spectrum = eigvalsh(J) (scalar γ)", "identity", tol, evidence="independent",
+                   instances="random")
+    t_snorm = Tally("N2", "‖J‖₂ closed form (d ≥ 3 and d = 2)", "identity", tol, evidence="independent",
+                    instances="random")
+    t_fro = Tally("N2", "‖J‖_F closed form", "identity", tol, evidence="independent", instances="random")
+    t_bound = Tally("N2", "‖J‖₂ ≤ ‖γ‖_∞/s, centred s (vector γ)", "inequality", tol, evidence="independent",
+                    instances="random")
     t_wit = Tally("N2", "‖J‖₂ = ‖γ‖_∞/s at constant γ, d ≥ 3, large mean (witness)", "witness",
-                  f"measured/bound ≥ {WITNESS_CONDITIONED:.7g}: exact up to conditioned round-off (≤ 4e-8)")
+                  f"measured/bound ≥ {WITNESS_CONDITIONED:.7g}: exact up to conditioned round-off (≤ 4e-8)",
+                  evidence="independent", instances="witness")
     t_oracle = Tally("N2", "mpmath oracle certified by a 50/80-digit ladder", "identity",
-                     f"eigenvalues at 50 and 80 digits agree to {ORACLE_LADDER_ATOL:g}·‖J‖")
+                     f"eigenvalues at 50 and 80 digits agree to {ORACLE_LADDER_ATOL:g}·‖J‖",
+                     evidence="code-identity", instances="random")
     t_mp = Tally("N2", "closed-form spectrum at 50 digits = oracle, ε/σ² down to 1e-16", "identity",
-                 f"rtol {MP_CLOSED_FORM_RTOL:g} per eigenvalue (oracle floor ~1e-48·‖J‖)")
+                 f"rtol {MP_CLOSED_FORM_RTOL:g} per eigenvalue (oracle floor ~1e-48·‖J‖)", evidence="independent",
+                 instances="random")
     t_f64 = Tally("N2", "closed-form spectrum in float64 = oracle, relatively", "identity",
-                  f"rtol {F64_CLOSED_FORM_RTOL:g} per eigenvalue incl. γε/s³: (d+4)u ≤ 3e-15 from σ², 30× room")
+                  f"rtol {F64_CLOSED_FORM_RTOL:g} per eigenvalue incl. γε/s³: (d+4)u ≤ 3e-15 from σ², 30× room",
+                  evidence="independent", instances="random")
     uncentred_ratio = [0.0]
     witness_min = [float("inf")]
 
@@ -464,14 +476,21 @@ def check_n3(ctx: Context, *, equivalent_eps=norm_equivalent_eps, jacobian_scale
     model = (f"first-order round-off model ×{ROUNDOFF_MODEL_FACTOR:g}: input rounding u(1+log2 d)(|c|‖z‖∞+|b|) "
              f"amplified by ‖J‖ ≤ ‖γ‖∞/s, plus (d+10)u arithmetic per side")
     tol = f"(d+10)u relative ≤ 3e-14 for d ≤ 256; {RTOL_ALGEBRA:g} of ‖J‖‖z‖ gives ≥ 30× room"
-    t_inv0 = Tally("N3", "ε = 0: N(cz + b1) = N(z), c > 0 (RMS: b = 0)", "identity", model)
-    t_inv = Tally("N3", "ε > 0: N_ε(cz + b1) = N_{ε/c²}(z)", "identity", model)
-    t_null = Tally("N3", "ε = 0: J z = 0 and J 1 = 0 (LN)", "identity", tol)
-    t_rad = Tally("N3", "ε ≥ 0: J z = (ε/s³)·γ⊙c (radial image)", "identity", tol)
-    t_jac0 = Tally("N3", "ε = 0: J(cz + b1) = J(z)/c", "identity", model)
-    t_jac = Tally("N3", "ε > 0: J_ε(cz + b1) = J_{ε/c²}(z)/c", "identity", model)
+    t_inv0 = Tally("N3", "ε = 0: N(cz + b1) = N(z), c > 0 (RMS: b = 0)", "identity", model,
+                   evidence="code-identity", instances="random")
+    t_inv = Tally("N3", "ε > 0: N_ε(cz + b1) = N_{ε/c²}(z)", "identity", model, evidence="code-identity",
+                  instances="random")
+    t_null = Tally("N3", "ε = 0: J z = 0 and J 1 = 0 (LN)", "identity", tol, evidence="independent",
+                   instances="random")
+    t_rad = Tally("N3", "ε ≥ 0: J z = (ε/s³)·γ⊙c (radial image)", "identity", tol, evidence="independent",
+                  instances="random")
+    t_jac0 = Tally("N3", "ε = 0: J(cz + b1) = J(z)/c", "identity", model, evidence="code-identity",
+                   instances="random")
+    t_jac = Tally("N3", "ε > 0: J_ε(cz + b1) = J_{ε/c²}(z)/c", "identity", model, evidence="code-identity",
+                  instances="random")
     t_odd = Tally("N3", "odd: N(−z) = 2β − N(z) (= −N(z) when β = 0)", "identity",
-                  f"negation is exact in float64; {RTOL_ALGEBRA:g} of ‖γ‖∞+‖β‖∞ covers the β re-association")
+                  f"negation is exact in float64; {RTOL_ALGEBRA:g} of ‖γ‖∞+‖β‖∞ covers the β re-association",
+                  evidence="code-identity", instances="random")
 
     def one(case_scale) -> None:
         case, c, b_ratio = case_scale

@@ -304,12 +304,15 @@ def check_e1(ctx: Context, *, oracle: Callable[..., OracleResult] = oracle_forwa
 def _check_e1(ctx, oracle, dtype, placements, activations, examples) -> list[Tally]:
     n_examples = ctx.examples(3, 15) if examples is None else examples
     u_lo = mp_unit_roundoff(LADDER_DPS[0])
-    ladder_tally = Tally("E1", "oracle precision ladder 50 vs 70 digits", "identity", tolerance=LADDER_NOTE)
+    # the oracle against itself at a higher precision: certifies the oracle, is no evidence for the engine
+    ladder_tally = Tally("E1", "oracle precision ladder 50 vs 70 digits", "identity", tolerance=LADDER_NOTE,
+                         evidence="code-identity", instances="random")
     ladder_digits = [math.inf]
     float32_ratios: list[tuple[float, dict]] = []
     tallies = []
     for p_index, placement in enumerate(placements):
-        tally = Tally("E1", f"zoo == oracle, {placement}", "identity", tolerance=TOLERANCE_NOTE)
+        tally = Tally("E1", f"zoo == oracle, {placement}", "identity", tolerance=TOLERANCE_NOTE,
+                      evidence="independent", instances="random")
         worst = dict(err_over_tol=0.0, rel_error=0.0, amplification=0.0, undefined=0)
         count = [0]
 
@@ -367,7 +370,8 @@ def _check_e1(ctx, oracle, dtype, placements, activations, examples) -> list[Tal
         median = ratios[len(ratios) // 2] if len(ratios) % 2 else 0.5 * (ratios[len(ratios) // 2 - 1] +
                                                                         ratios[len(ratios) // 2])
         witness = Tally("E1", "bound not vacuous: float32 engine exceeds it", "witness",
-                        tolerance="median over the ladder draws of max err32/tol64 ≥ 1e3 (float32 is 2^29× coarser)")
+                        tolerance="median over the ladder draws of max err32/tol64 ≥ 1e3 (float32 is 2^29× coarser)",
+                        evidence="independent", instances="witness")
         witness.witness([median], threshold=1e3, case=max(float32_ratios, key=lambda t: t[0])[1])
         witness.note(float32_over_float64_bound=ratios)
         tallies.append(witness)

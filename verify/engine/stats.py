@@ -133,19 +133,22 @@ class BandSet:
     false_alarm: float = DEFAULT_FALSE_ALARM
     entries: list = dataclasses.field(default_factory=list)
 
-    def add(self, samples, theory, *, estimate=None, bias=0.0, roundoff=0.0, case: dict | None = None) -> None:
+    def add(self, samples, theory, *, estimate=None, bias=0.0, roundoff=0.0, case: dict | None = None,
+            effect=None) -> None:
         """Queue ``mean(samples) ≈ theory``; ``estimate`` (default: that mean) is what the tally reports.
 
         When ``samples`` are paired differences (measurement − conditional theory), pass the measured mean as
         ``estimate`` and its conditional prediction as ``theory``: the band's width comes from the differences.
+        ``effect`` (default: ``theory``) is the predicted effect the band must resolve (``Tally.band``).
         """
         mean, se, n = mean_and_se(samples, axis=0)
         theory = np.broadcast_to(np.asarray(theory, dtype=float), np.shape(mean))
         # Paired form: samples = measured − predicted per instance, estimate = mean(measured) and theory =
         # mean(predicted) over the same instances, so estimate − theory = mean(samples) exactly.
         est = mean if estimate is None else np.broadcast_to(np.asarray(estimate, dtype=float), np.shape(mean))
+        eff = theory if effect is None else np.broadcast_to(np.asarray(effect, dtype=float), np.shape(mean))
         self.entries.append(dict(est=np.atleast_1d(est), theory=np.atleast_1d(theory), se=np.atleast_1d(se), n=n,
-                                 bias=bias, roundoff=roundoff, case=case or {}))
+                                 bias=bias, roundoff=roundoff, case=case or {}, effect=np.atleast_1d(eff)))
 
     @property
     def n_comparisons(self) -> int:
@@ -158,7 +161,7 @@ class BandSet:
             band = band_from_summary(e["est"], e["se"], e["n"], false_alarm=self.false_alarm, n_checks=total,
                                      bias=np.broadcast_to(e["bias"], e["est"].shape),
                                      roundoff=np.broadcast_to(e["roundoff"], e["est"].shape))
-            tally.band(band.estimate, e["theory"], band.halfwidth, case=e["case"])
+            tally.band(band.estimate, e["theory"], band.halfwidth, case=e["case"], effect=e["effect"])
             worst = max(worst, float(np.max(np.abs(band.estimate - e["theory"]) / band.halfwidth)))
         tally.note(false_alarm_per_check=self.false_alarm, comparisons=total,
                    false_alarm_per_comparison=bonferroni(self.false_alarm, total),

@@ -87,6 +87,9 @@ SIZES = {
 FAST = TinySizes(d=16, n_heads=2, n_blocks=2, block_size=8, batch_size=8, steps=20, lr=3e-3, warmup=4,
                  monitor_batch=3)
 MONITOR_SEED = 777  # the validation batch the measurements use (offset by the data step's seed)
+# Model seeds for the gradient gains ‖p_k‖ alone (no Jacobians): the data step's seed and the next ones. Claim K2
+# compares placements' gains, and an ordering between training runs needs ≥ 3 seeds (verify.report.claims).
+GAIN_SEEDS = 3
 
 
 def sizes(preset: str = "cpu", fast: bool = False) -> TinySizes:
@@ -156,13 +159,8 @@ def gradient_profile(model: GPT, idx: torch.Tensor, targets: torch.Tensor) -> di
     and ``exact`` = ‖A_k − I‖₂ (‖A_k‖₂ for post/DeepNorm) per sequence.
     """
     with single_thread():
-        model.zero_grad(set_to_none=True)
-        _, loss, states = model(idx, targets, trajectory=True)
-        for x in states:
-            x.retain_grad()
-        loss.backward()
+        p, loss, states = _adjoints(model, idx, targets)
         n_seq = idx.shape[0]
-        p = np.array([x.grad[0].flatten(1).norm(dim=1).double().cpu().numpy() for x in states])  # (K+1, B)
         steps = []
         for k, step in enumerate(model.stack.steps):
             # The sequences of the batch are the "instances" of the zoo's Jacobian engine: parameters of the
@@ -186,6 +184,25 @@ def step_rates(profile: dict, bounds: dict | None = None) -> np.ndarray:
         q = {key: (np.asarray(v, dtype=float) if isinstance(v, list) else v) for key, v in rec.items()}
         out.append(np.asarray(step_bound(q, bounds), dtype=float))
     return np.stack(out)
+
+
+def _adjoints(model: GPT, idx: torch.Tensor, targets: torch.Tensor):
+    """One backward pass: (‖p_k‖ per sequence (K+1, B), loss, the states X_0..X_K with their gradients)."""
+    model.zero_grad(set_to_none=True)
+    _, loss, states = model(idx, targets, trajectory=True)
+    for x in states:
+        x.retain_grad()
+    loss.backward()
+    p = np.array([x.grad[0].flatten(1).norm(dim=1).double().cpu().numpy() for x in states])  # (K+1, B)
+    return p, loss, states
+
+
+def adjoint_norms(model: GPT, idx: torch.Tensor, targets: torch.Tensor) -> list[float]:
+    """‖p_k‖ = ‖∂loss/∂X_k‖ over the batch, k = 0..K (the gradient profile without the step Jacobians)."""
+    with single_thread():
+        p, _, _ = _adjoints(model, idx, targets)
+        model.zero_grad(set_to_none=True)
+    return quadrature(p).tolist()
 
 
 def envelopes(profile: dict, bounds: dict | None = None, envelope=gradient_envelope,
@@ -290,7 +307,11 @@ def measure(model: GPT, idx, targets) -> dict:
 # ---- the figure's data and drawing --------------------------------------------------------------------------
 def data(preset: str = "cpu", fast: bool = False, seed: int = 0, data_path: str | None = None,
          placements=PLACEMENTS, dt: float = 1.0) -> dict:
-    """Gradient norms and B3 envelopes per placement, at initialisation and after training (deterministic)."""
+    """Gradient norms and B3 envelopes per placement, at initialisation and after training (deterministic).
+
+    Besides the full measurement at ``seed``, ``grad_norm_by_seed`` holds ‖p_k‖ for the model seeds
+    seed, …, seed + GAIN_SEEDS − 1 (same validation batch, each trained with the same recipe): the spread over
+    seeds that a comparison between placements needs."""
     s = sizes(preset, fast)
     data_path = None if data_path is None else str(data_path)
     idx, targets = monitor_batch(s, seed, data_path)
@@ -302,7 +323,15 @@ def data(preset: str = "cpu", fast: bool = False, seed: int = 0, data_path: str 
         init = measure(measurement_model(s, placement, dt, seed, None, data_path), idx, targets)
         trained = measure(measurement_model(s, placement, dt, seed, state, data_path), idx, targets)
         trained.update(summary)
+        init["grad_norm_by_seed"] = {str(seed): init["grad_norm"]}
+        trained["grad_norm_by_seed"] = {str(seed): trained["grad_norm"]}
+        for other in range(int(seed) + 1, int(seed) + GAIN_SEEDS):
+            state_o, _ = trained_state(preset, bool(fast), other, placement, float(dt), data_path)
+            for rec, st in ((init, None), (trained, state_o)):
+                rec["grad_norm_by_seed"][str(other)] = _clean(adjoint_norms(
+                    measurement_model(s, placement, dt, other, st, data_path), idx, targets))
         out["placements"][placement] = {"init": init, "trained": trained}
+    out["gain_seeds"] = list(range(int(seed), int(seed) + GAIN_SEEDS))
     return out
 
 
