@@ -125,13 +125,15 @@ def validate(opts: Options) -> None:
 class Progress:
     """A tqdm bar on stderr (only when enabled): phases as its description, work units as its count."""
 
-    def __init__(self, enabled: bool, total: int):
+    def __init__(self, enabled: bool, total: int, file=None):
         self.bar = None
         if enabled:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, file=sys.stderr, unit="unit", dynamic_ncols=True, leave=False,
-                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
+            # disable=None: only on a terminal, so a piped or captured stderr keeps its one-line errors
+            self.bar = tqdm(total=total, file=file or sys.stderr, unit="unit", dynamic_ncols=True, leave=False,
+                            disable=None if file is None else False,
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
 
     def phase(self, name: str) -> None:
         if self.bar is not None:

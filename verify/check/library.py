@@ -44,6 +44,13 @@ class TorchEncoderBlock(nn.Module):
         super().__init__()
         self.layer = layer
 
+    def train(self, mode: bool = True):
+        # Dropout is 0, so training mode computes the same map; in eval mode nn.MultiheadAttention may take a fused
+        # kernel (aten::_native_multi_head_attention) that has no derivative, and the tool needs gradients.
+        super().train(mode)
+        self.layer.train(True)
+        return self
+
     def attention_step(self, x):  # (B, n, d)
         L = self.layer
         if L.norm_first:
