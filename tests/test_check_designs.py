@@ -176,6 +176,7 @@ def test_coordinate_check_json_and_plots(tmp_path, capsys):
     assert data["advice"] is None  # the criterion/advice section is reserved for the predicted stable region
 
 
+@pytest.mark.slow
 def test_command_line_with_a_user_factory_on_pythonpath(tmp_path):
     """The documented contract: a factory found on PYTHONPATH, exit 0, the printout, and a stderr free of
     progress output when it is not a terminal (the one-line errors are tested in test_check_contract.py)."""
