@@ -3,4 +3,5 @@ from torch import nn
 
 
 def mlp(d: int, hidden_mult: int = 4) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(d, hidden_mult * d, bias=False), nn.ReLU(), nn.Linear(hidden_mult * d, d, bias=False))
+    m = hidden_mult * d
+    return nn.Sequential(nn.Linear(d, m, bias=False), nn.ReLU(), nn.Linear(m, d, bias=False))

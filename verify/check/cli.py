@@ -12,7 +12,6 @@ import ast
 import importlib
 import json
 import pkgutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -29,24 +28,22 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        vals = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
-    if not vals:
-        raise argparse.ArgumentTypeError(f"expected at least one number, got {text!r}")
-    return vals
+def _list_of(kind, what: str):
+    """An argparse type: comma-separated values of ``kind`` (at least one), else a one-line error."""
+    def parse(text: str) -> tuple:
+        try:
+            vals = tuple(kind(v) for v in text.split(",") if v.strip())
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}") from exc
+        if not vals:
+            raise argparse.ArgumentTypeError(f"expected at least one of the {what}, got {text!r}")
+        return vals
+
+    return parse
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        vals = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from exc
-    if not vals:
-        raise argparse.ArgumentTypeError(f"expected at least one integer, got {text!r}")
-    return vals
+_floats = _list_of(float, "numbers")
+_ints = _list_of(int, "integers")
 
 
 def _names(text: str) -> tuple[str, ...]:

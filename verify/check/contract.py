@@ -70,10 +70,6 @@ class FactorySpec:
     takes_dt: bool
     takes_seed: bool
 
-    def describe(self) -> str:
-        extra = ", ".join(f"{k}={v!r}" for k, v in self.keywords.items())
-        return f"{self.name} ({self.protocol} protocol{'; ' + extra if extra else ''})"
-
 
 def _parameters(fn: Callable) -> tuple[dict, bool]:
     try:

@@ -50,7 +50,6 @@ UPDATE_GROWING_EXPONENT = 0.75
 WEIGHT_FREE_EXPONENT = 0.25
 ROW_SPREAD_TOL = 1e-3
 WEIGHT_FACTOR = 4.0
-RESIDUAL_LABELS = ("pre", "peri", "outnorm", "peri|outnorm", "none", "unknown")
 BOUNDED_LABELS = ("post", "bounded")
 
 # What the catalogue's theory says of each recognised placement (forward growth at initialisation and for any

@@ -47,7 +47,9 @@ def section_design(r):
     d = r["design"]
     inst = (f"{d['instances']} independent instances" if d["independent_instances"] else
             f"{d['instances']} instances, {d['effective_instances']} effective")
-    dt = f"Δt = {d['dt']:g} ({'the design’s own' if d['dt_inside_block'] else 'the block as written' if d['dt'] == 1 else 'applied outside the block'})"
+    how = ("the design’s own" if d["dt_inside_block"] else "the block as written" if d["dt"] == 1
+           else "applied outside the block")
+    dt = f"Δt = {d['dt']:g} ({how})"
     steps = ("one step each: no residual steps exposed" if d["steps_per_block"] == ["forward"]
              else "+".join(d["steps_per_block"]))
     return [f"design: {d['label']} — d={d['d']}, depth {d['depth']} blocks ({steps}), {inst}, {d['n_tokens']} "
@@ -72,8 +74,9 @@ def section_theory(r, prefix=""):
     t = r["theory"]
     if t["regime"] is None:
         return [f"{prefix}theory: {t['statement']}"]
+    curve = "bound" if "tightness" in r["expected"] else "expected curve"
     verdict = ("agrees" if t["agrees"] else
-               "label differs, but the expected curve passes (the regime threshold meets finite depth)"
+               f"the regime label differs, but the {curve} passes (the label is a deep-half fit at finite depth)"
                if t["consistent"] else "DISAGREES")
     return [f"{prefix}theory ({t['placement']}): {t['statement']} — predicts {t['regime']}: {verdict} with the "
             f"measured {r['growth']['regime']}"]
@@ -238,11 +241,12 @@ def draw_coord(result: dict, path: Path) -> None:
                 axes[1, j].plot(s["mean_abs"], color=col, **style.MEASURED)
                 if s["expected_rms"]:
                     axes[0, j].plot(s["expected_rms"], color=col, **style.THEORY)
+                if s["expected_mean_abs"]:
                     axes[1, j].plot(s["expected_mean_abs"], color=col, **style.THEORY_ALT)
             kind = "expected (F5)" if stage == "init" else "any-weights bound"
             axes[0, j].set_title(f"{'initialisation' if stage == 'init' else 'after training'}: RMS r_l "
                                  f"(dashed: {kind})")
-            axes[1, j].set_title("mean |x| (dotted: √(2/π)·r/√d, Gaussian entries)")
+            axes[1, j].set_title("mean |x|" + (" (dotted: √(2/π)·r̂/√d, Gaussian entries)" if stage == "init" else ""))
             for a in axes[:, j]:
                 a.set_yscale("log")
                 a.set_xlabel("layer l")
