@@ -68,6 +68,21 @@ def test_heads_is_passed_where_the_factory_takes_it():
     assert one["measured"]["rms"] != two["measured"]["rms"]
 
 
+def test_depth_is_the_depth_of_the_stack_being_built(monkeypatch):
+    """A factory that needs the model depth (CompleteP's Δt = L^−α) gets the depth of each stack it builds."""
+    import designs.unstable as unstable
+
+    seen = set()
+
+    def make_block(d, seed, **options):
+        seen.add(options.pop("depth"))
+        return unstable.make_block(d, seed, **options)
+
+    monkeypatch.setattr(unstable, "make_block_depth", make_block, raising=False)
+    run(Options(factory=F("unstable", "make_block_depth"), factory_args={"depth": 99}, coord_depths=(4,), **TINY))
+    assert seen == {8, 4}
+
+
 def test_factory_args_reach_the_factory_and_unknown_ones_are_refused():
     res = run(Options(factory=F("unstable"), factory_args={"gain": 0.0}, **TINY))
     assert res["placement"]["label"] == "identity"

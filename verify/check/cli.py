@@ -89,7 +89,8 @@ def listing() -> str:
            + " (aliases: " + ", ".join(f"{a} -> {b}" for a, b in ALIASES.items()) + ")",
            "shipped designs (--factory): " + ", ".join(shipped_designs()),
            "placements it recognises: " + ", ".join(THEOREMS),
-           "theorem ids it uses: F1 F2 F3 F4 F5 (docs/theorems.md); registered check: C1 (python -m verify --only C1)"]
+           "theorem ids it uses: F1 F2 F3 F4 F5 and C1a–C1c (docs/theorems.md, chapter C); registered check: C1 "
+           "(python -m verify --only C1)"]
     return "\n".join(out)
 
 

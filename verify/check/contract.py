@@ -12,7 +12,9 @@ A factory is a callable found by ``package.module:callable`` (``--factory``) or 
 
 Every other keyword a factory declares can be given with ``--factory-arg KEY=VALUE``; ``--heads``, ``--norm`` and
 ``--init-scale`` are passed as ``n_heads``, ``norm`` and ``init_scale`` when the factory accepts them and refused
-otherwise; ``dt`` is passed when the factory declares it, else Δt is applied outside as X + Δt·(block(X) − X).
+otherwise; ``dt`` is passed when the factory declares it, else Δt is applied outside as X + Δt·(block(X) − X);
+``depth`` (the number of blocks in the stack being built) is passed when the factory declares it or the user
+names it with ``--factory-arg depth=…``.
 
 Everything the user's code does wrong ends here as a :class:`ContractError` with a one-line message naming the
 problem (the CLI prints it and exits with status 2).
@@ -69,6 +71,7 @@ class FactorySpec:
     keywords: dict
     takes_dt: bool
     takes_seed: bool
+    takes_depth: bool = False  # the block needs the stack's depth (CompleteP's Δt = L^−α): passed per build
 
 
 def _parameters(fn: Callable) -> tuple[dict, bool]:
@@ -117,11 +120,16 @@ def factory_spec(fn: Callable, name: str, flags: dict, factory_args: dict) -> Fa
     takes_dt = "dt" in params and _accepts(params, var_kw, "dt")
     if "dt" in keywords:
         raise ContractError("--factory-arg dt: give Δt with --dt (it is passed to a factory that declares dt)")
-    return FactorySpec(fn, name, protocol, keywords, takes_dt, takes_seed=_accepts(params, var_kw, "seed"))
+    # depth: declared by name, or given with --factory-arg depth=… to a **options factory; either way the depth of
+    # the stack being built is passed (the coordinate check builds several), never a fixed value
+    takes_depth = ("depth" in params and _accepts(params, var_kw, "depth")) or "depth" in keywords
+    keywords.pop("depth", None)
+    return FactorySpec(fn, name, protocol, keywords, takes_dt, takes_seed=_accepts(params, var_kw, "seed"),
+                       takes_depth=takes_depth)
 
 
 def call_factory(spec: FactorySpec, d: int, seed: int, n_instances: int | None = None,
-                 dt: float | None = None) -> nn.Module:
+                 dt: float | None = None, depth: int | None = None) -> nn.Module:
     """One call of the factory, every failure a ContractError naming what went wrong."""
     kwargs = dict(spec.keywords, d=d)
     if spec.takes_seed:
@@ -130,6 +138,8 @@ def call_factory(spec: FactorySpec, d: int, seed: int, n_instances: int | None =
         kwargs["n_instances"] = n_instances
     if dt is not None and spec.takes_dt:
         kwargs["dt"] = dt
+    if depth is not None and spec.takes_depth:
+        kwargs["depth"] = depth
     try:
         inspect.signature(spec.fn).bind(**kwargs)
     except TypeError as exc:  # a signature mismatch, told apart from a TypeError raised inside the factory

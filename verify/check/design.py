@@ -132,7 +132,7 @@ class Design:
     def _batched(self, d, depth, dt, seed, I, probe, notes):
         layers, steps = [], None
         for l in range(depth):
-            block = call_factory(self.spec, d, seed + l, n_instances=I, dt=dt)
+            block = call_factory(self.spec, d, seed + l, n_instances=I, dt=dt, depth=depth)
             self._dtype_note(to_float64(block), notes)
             what = f"block {l} from {self.spec.name}"
             out = _checked_forward(block, probe, what)
@@ -155,7 +155,7 @@ class Design:
         for l in range(depth):
             modules = []
             for i in range(I):
-                m = call_factory(spec, d, seed + l * I + i, n_instances=n_instances_kw, dt=dt)
+                m = call_factory(spec, d, seed + l * I + i, n_instances=n_instances_kw, dt=dt, depth=depth)
                 self._dtype_note(to_float64(m), notes)
                 modules.append(m.eval())
             what = f"block {l} from {spec.name}"
