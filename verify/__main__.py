@@ -34,9 +34,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", choices=("cpu", "gpu"), default="cpu", help="figures preset, with --all")
     ap.add_argument("--retrain", action="store_true",
                     help="with --all: train every figure's models again instead of using figures/runs/")
+    ap.add_argument("--list", action="store_true", help="list the registered theorem ids and exit")
     args = ap.parse_args(argv)
+    if args.list:
+        from verify.checks.registry import load_all
+
+        for tid, chk in load_all().items():
+            print(f"{tid:<4} {chk.title}")
+        return 0
     if args.all and args.json is None:
         args.json = FIGURES / "verification.json"
+    if args.json is not None:  # fail before the work, not after it
+        try:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            with open(args.json, "a"):
+                pass
+        except OSError as exc:
+            ap.error(f"--json {args.json} is not writable ({exc.strerror or exc})")
     load_profile_from_env()
     # The checks are many small batched tensor operations: one intra-op thread avoids contention on small
     # machines (measured 3-10x faster on the 2-core reference machine). TORCH_NUM_THREADS overrides it.
@@ -48,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ctx = Context(level=args.level, seed=args.seed, device=args.device)
         only = [s.strip() for s in args.only.split(",") if s.strip()] or None
+        if args.only and only is None:
+            raise ValueError(f"--only {args.only!r} names no theorem id (python -m verify --list shows them)")
         t0 = time.perf_counter()
         result = run_checks(ctx, only)
     except ValueError as exc:

@@ -1,9 +1,13 @@
 """The architecture sanity check (paper claim K8): ``python -m verify.check``.
 
-``verify.check.core`` measures a block design's forward growth and gradient norms at initialisation (and after an
-optional short training), fits its growth regime, finds the nearest zoo placement and applies the stability
-criterion; ``verify.check.designs`` holds example designs written the way a user would write them.
+``core`` runs it (``Options``, ``run``); the parts, one module each: ``contract`` (loading and calling a factory),
+``design`` and ``layers`` (blocks made into I independent instances), ``library`` (``--module`` blocks),
+``measure``, ``regime``, ``placement`` (recognised from invariances), ``expected`` (the theorem's curve and
+verdict), ``residual`` (the residual-contribution identity), ``criterion``, ``train``, ``report`` (printout and
+plots) and ``cli``. ``designs`` holds example designs written the way a user would write them.
 """
-from verify.check.core import ContractError, Options, main, run
+from verify.check.cli import main
+from verify.check.contract import ContractError
+from verify.check.core import Options, run
 
 __all__ = ["ContractError", "Options", "main", "run"]

@@ -1,5 +1,5 @@
 import sys
 
-from verify.check.core import main
+from verify.check.cli import main
 
 sys.exit(main())

@@ -45,7 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--records", default=None,
                     help="records from `python -m verify --json` for the figures that summarise checks (tightness); "
                          "without it those figures run the quick checks themselves")
+    ap.add_argument("--list", action="store_true", help="list the figure names and exit")
     args = ap.parse_args(argv)
+    if args.list:
+        from verify.figures import FIGURES, load_figures
+
+        load_figures(args.module)
+        for name, fig in FIGURES.items():
+            print(f"{name}: {fig.title}")
+        return 0
     if args.threads < 1:
         ap.error(f"--threads must be >= 1, got {args.threads}")
     if args.workers is not None and args.workers < 1:

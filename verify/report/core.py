@@ -326,6 +326,21 @@ def write_report(results: dict, out: Path, figures_dir: Path) -> dict[str, Path]
     return paths
 
 
+def _load_records(ap, source: Path) -> dict:
+    """Records written by ``python -m verify --json``, or a one-line error saying what is wrong with the file."""
+    if not source.is_file():
+        ap.error(f"--from: {source} does not exist or is not a file")
+    try:
+        results = json.loads(source.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        ap.error(f"--from: {source} is not JSON records from python -m verify --json ({exc})")
+    if not isinstance(results, dict) or not isinstance(results.get("theorems"), list) or not all(
+            isinstance(r, dict) and {"id", "verdict", "checks"} <= set(r) for r in results["theorems"]):
+        ap.error(f"--from: {source} is not records from python -m verify --json (expected an object with a "
+                 f"'theorems' list of records with id, verdict and checks)")
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m verify.report", description=__doc__.split("\n\n")[0])
     ap.add_argument("--from", dest="source", type=Path, default=None,
@@ -337,16 +352,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--figures", type=Path, default=ROOT / "figures")
     args = ap.parse_args(argv)
     if args.source is not None:
-        if not args.source.exists():
-            ap.error(f"--from: {args.source} does not exist")
-        results = json.loads(args.source.read_text())
+        results = _load_records(ap, args.source)
     else:
         from verify.checks.registry import Context, run_checks
         from verify.engine.strategies import load_profile_from_env
 
         load_profile_from_env()
-        results = run_checks(Context(level=args.level, seed=args.seed, device=args.device))
-    paths = write_report(results, args.out, args.figures)
+        try:
+            ctx = Context(level=args.level, seed=args.seed, device=args.device)
+        except ValueError as exc:
+            ap.error(str(exc))
+        results = run_checks(ctx)
+    try:
+        paths = write_report(results, args.out, args.figures)
+    except OSError as exc:
+        ap.error(f"--out {args.out}: cannot write the report ({exc.strerror or exc})")
     ledger = json.loads(paths["json"].read_text())
     print("claims: " + "  ".join(f"{c['id']}={c['verdict']}" for c in ledger["claims"]))
     print(f"report: open {paths['html'].resolve()} (also {paths['md'].name}, {paths['json'].name})")
