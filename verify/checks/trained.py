@@ -506,7 +506,6 @@ def depth_free_measurement(*args, **kw) -> dict:
     """F7's inputs on ``stationary_models(*args, **kw)``: per step and instance the Frobenius norms of the input
     and output maps, the objective J, the loss, the norm range R = √d (γ = 1, β = 0 frozen), and the balance
     residuals of the attention steps; with the F6 measurement (displacements, envelope) for the comparison."""
-    from torch.func import grad
 
     prob, theta, grad_j, _ = stationary_models(*args, **kw)
     m = stationary_measurement(*args, **kw)
