@@ -13,6 +13,11 @@ predicted trainable region is where one step moves the logits by less than an O(
 
     predicted stable  ⇔  lr · m ≤ c,     i.e. the largest stable learning rate is lr* = c / m.
 
+At finite lr the first-order term is replaced by the exact one-step change (the *probe*, S4 at finite step):
+ΔL₁(lr) = L(θ₀ − lr·sign g₀) − L(θ₀) ≤ c', the loss change of AdamW's first update at the run's own peak
+learning rate, measured at initialisation. ΔL₁ is nondecreasing in lr beyond its minimum, so its crossing of c'
+is the predicted largest stable lr (``crossing_lr``).
+
 m is measured at initialisation by one finite difference along sign(∇L) (no trained weights are needed). The
 constant c is the only free quantity and is fitted on a fixed half of the atlas (``split``); accuracy and ROC AUC
 are scored on the other half. The functions here are the pure-mathematics side: the split, the scores, the fit,
@@ -43,6 +48,7 @@ __all__ = [
     "sensitivity_score",
     "split_half",
     "within_factor",
+    "crossing_lr",
 ]
 
 
@@ -191,3 +197,32 @@ def within_factor(predicted: float, measured: dict, factor: float = 2.0) -> bool
         return predicted <= measured["high"] * factor
     r = predicted / measured["estimate"]
     return 1.0 / factor <= r <= factor
+
+
+def crossing_lr(lrs, values, threshold: float) -> tuple[float, str | None]:
+    """S4 (finite step) — where ``values`` (e.g. ΔL₁ at each lr, ascending lrs) first exceeds ``threshold``.
+
+    Linear interpolation in log lr between the last grid point at or below the threshold and the first above it.
+    Returns (lr*, censored): censored "above" when no value exceeds the threshold (lr* = the largest lr), "below"
+    when the first already does (lr* = the smallest lr). +inf values count as above. Domain: ascending positive
+    lrs, one value each, no NaN, a finite threshold.
+    """
+    lr_a = np.asarray(lrs, dtype=float)
+    v = np.asarray(values, dtype=float)
+    if lr_a.ndim != 1 or lr_a.size == 0 or v.shape != lr_a.shape:
+        raise ValueError("lrs and values must be non-empty 1-D sequences of the same length")
+    if np.any(lr_a <= 0) or np.any(np.diff(lr_a) <= 0):
+        raise ValueError("lrs must be positive and strictly ascending")
+    if np.any(np.isnan(v)):
+        raise ValueError("values must not hold NaN")
+    if not math.isfinite(float(threshold)):
+        raise ValueError(f"threshold must be finite, got {threshold!r}")
+    above = v > threshold
+    if not above.any():
+        return float(lr_a[-1]), "above"
+    j = int(np.argmax(above))
+    if j == 0:
+        return float(lr_a[0]), "below"
+    lo, hi = v[j - 1], v[j]
+    t = 1.0 if not math.isfinite(hi) else (threshold - lo) / (hi - lo)
+    return float(math.exp(math.log(lr_a[j - 1]) + t * (math.log(lr_a[j]) - math.log(lr_a[j - 1])))), None

@@ -17,6 +17,8 @@ ATLAS_JSON = Path(__file__).resolve().parents[2] / "figures" / "atlas.json"
 
 # Placements the zoo has but the atlas does not train, mapped to the atlas placement whose step rule they share.
 NEAREST = {"outnorm": "peri"}
+CRITERION_TEXT = {"s4_speed": "lr·m ≤ c, m the sign-step logit speed at init",
+                  "s4_probe": "the loss change of one first AdamW step at that lr ≤ c', measured at init"}
 
 
 def build_data(preset: str = "cpu", retrain: bool = False, workers: int | None = None, cache_dir=None,
@@ -28,23 +30,18 @@ def build_data(preset: str = "cpu", retrain: bool = False, workers: int | None =
     name = "atlas" if preset == "cpu" else f"atlas_{preset}"
     runs = runner.atlas_runs(grid, retrain=retrain, cache_name=name, workers=workers, cache_dir=cache_dir)
     ev = analysis.evaluate(runs)
-    theta = ev["criteria"]["s4_speed"]["threshold"]
-    speeds: dict = {}
+    primary = ev["primary"]
+    theta = ev["criteria"][primary]["threshold"]
+    max_lr: dict = {}
     best_dt: dict = {}
-    for r in runs:
-        c = r["config"]
-        speeds.setdefault(c["placement"], {}).setdefault(str(c["depth"]), {}).setdefault(f"{c['dt']:g}", []).append(
-            r["init"]["speed"])
-    for p, by_depth in speeds.items():
-        for L, by_dt in by_depth.items():
-            for dt, v in by_dt.items():
-                by_dt[dt] = float(sorted(v)[len(v) // 2])
-            ok = [r for r in runs if r["config"]["placement"] == p and str(r["config"]["depth"]) == L
-                  and not r["diverged"] and r["val_loss"] is not None]
-            if ok:
-                b = min(ok, key=lambda r: r["val_loss"])
-                best_dt.setdefault(p, {})[L] = {"dt": b["config"]["dt"], "lr": b["config"]["lr"],
-                                                "val_loss": b["val_loss"]}
+    for row in ev["max_lr"].values():
+        p, L = row["placement"], str(row["depth"])
+        max_lr.setdefault(p, {})[L] = {f"{e['dt']:g}": e["predicted"] for e in row["per_dt"]}
+        ok = [r for r in runs if r["config"]["placement"] == p and str(r["config"]["depth"]) == L
+              and not r["diverged"] and r["val_loss"] is not None]
+        if ok:
+            b = min(ok, key=lambda r: r["val_loss"])
+            best_dt.setdefault(p, {})[L] = {"dt": b["config"]["dt"], "lr": b["config"]["lr"], "val_loss": b["val_loss"]}
     data = {
         "preset": preset, "grid": {k: list(v) if isinstance(v, tuple) else v
                                    for k, v in grid.__dict__.items()},
@@ -57,8 +54,9 @@ def build_data(preset: str = "cpu", retrain: bool = False, workers: int | None =
         "measured_max_lr": {k: v["measured_max_lr"] for k, v in ev["max_lr"].items()},
         "max_lr": ev["max_lr"], "max_lr_within_2x": ev["max_lr_within_2x"],
         "max_lr_within_2x_ref_dt": ev["max_lr_within_2x_ref_dt"],
-        "model": {"criterion": "s4_speed", "log_threshold": theta, "speed": speeds, "best": best_dt,
-                  "d": grid.d, "per_placement_accuracy": analysis.per_placement_accuracy(runs, "s4_speed", theta)},
+        "boundary_factor_accuracy": ev["boundary_factor_accuracy"],
+        "model": {"criterion": primary, "threshold": theta, "max_lr": max_lr, "best": best_dt, "d": grid.d,
+                  "per_placement_accuracy": analysis.per_placement_accuracy(runs, primary, theta)},
     }
     if with_schedules:
         data["schedules"] = schedules.compare(preset, grid, retrain=retrain, workers=workers, cache_dir=cache_dir)
@@ -79,9 +77,8 @@ def _nearest(keys, value: float) -> str:
 def advice(placement: str, depth: int, d: int, atlas: dict | None = None, atlas_path=None, **measured) -> dict:
     """The S4-predicted stable (Δt, lr) region for a design, from the atlas's nearest placement and depth.
 
-    ``measured`` may carry ``speed`` (the design's own sign-step logit speed m at its Δt, as
-    ``verify.atlas.runner.init_measurements`` defines it; then lr* = c/m uses it), ``dt`` and ``lr`` (the user's
-    choice, judged against the region), and ``trained`` = {"loss_first", "loss_last"} from a short run (then the
+    ``measured`` may carry ``dt`` and ``lr`` (the user's choice, judged against the region at the nearest atlas
+    Δt), and ``trained`` = {"loss_first", "loss_last"} from a short run (then the
     lines say whether the prediction held). Returns {"lines", "predicted_region", "recommended_dt",
     "atlas_accuracy", "placement", "depth", ...}.
     """
@@ -92,19 +89,18 @@ def advice(placement: str, depth: int, d: int, atlas: dict | None = None, atlas_
     data = atlas if atlas is not None else _load(atlas_path)
     model = data["model"]
     near = NEAREST.get(placement, placement)
-    if near not in model["speed"]:
-        raise ValueError(f"placement must be one of the atlas placements {tuple(model['speed'])} "
+    if near not in model["max_lr"]:
+        raise ValueError(f"placement must be one of the atlas placements {tuple(model['max_lr'])} "
                          f"(or {tuple(NEAREST)}), got {placement!r}")
-    L = _nearest(model["speed"][near], depth)
-    by_dt = model["speed"][near][L]
-    theta = model["log_threshold"]
-    region = [{"dt": float(dt), "max_lr": math.exp(theta) / m} for dt, m in sorted(by_dt.items(), key=lambda kv: float(kv[0]))]
+    L = _nearest(model["max_lr"][near], depth)
+    by_dt = model["max_lr"][near][L]
+    region = [{"dt": float(dt), "max_lr": v} for dt, v in sorted(by_dt.items(), key=lambda kv: float(kv[0]))]
     acc = model["per_placement_accuracy"].get(near, {}).get("accuracy")
     best = model["best"].get(near, {}).get(L)
     rec_dt = best["dt"] if best else None
     lines = [f"nearest atlas design: {near}, {L} blocks, d = {model['d']} (yours: {placement}, {depth} blocks, d = {d}); "
              f"S4 held-out accuracy for {near}: {acc:.0%}" if acc is not None else f"nearest atlas design: {near}",
-             "predicted largest stable lr (S4: lr·m ≤ c, m the sign-step logit speed at init): " +
+             f"predicted largest stable lr (S4, {CRITERION_TEXT.get(model['criterion'], model['criterion'])}): " +
              ", ".join(f"Δt={e['dt']:g}: {e['max_lr']:.3g}" for e in region)]
     if rec_dt is not None:
         lines.append(f"recommended Δt = {rec_dt:g} (lowest validation loss on the atlas among runs that trained, "
@@ -113,12 +109,9 @@ def advice(placement: str, depth: int, d: int, atlas: dict | None = None, atlas_
            "placement": near, "depth": int(L), "atlas_d": model["d"]}
     dt, lr = measured.get("dt"), measured.get("lr")
     if dt is not None and lr is not None:
-        if measured.get("speed") is not None:
-            max_lr = math.exp(theta) / float(measured["speed"])
-            src = "your block's measured m"
-        else:
-            max_lr = math.exp(theta) / by_dt[_nearest(by_dt, float(dt))]
-            src = f"the atlas's m at Δt ≈ {float(_nearest(by_dt, float(dt))):g}"
+        near_dt = _nearest(by_dt, float(dt))
+        max_lr = by_dt[near_dt]
+        src = f"the atlas at Δt ≈ {float(near_dt):g}"
         stable = float(lr) <= max_lr
         out.update({"predicted_stable": stable, "predicted_max_lr": max_lr})
         lines.append(f"at your Δt = {float(dt):g}, lr = {float(lr):g}: predicted {'stable' if stable else 'to DIVERGE'} "
@@ -133,5 +126,5 @@ def advice(placement: str, depth: int, d: int, atlas: dict | None = None, atlas_
                          f"{'HELD' if held else 'FAILED'}")
     if d != model["d"] or int(L) != depth:
         lines.append(f"caution: the atlas was measured at d = {model['d']} and {L} blocks; the region transfers only "
-                     f"as far as m does (pass your own m to use your block's)")
+                     f"as far as the one-step sensitivity does")
     return out

@@ -71,9 +71,25 @@ def _majority(runs: list[dict]) -> bool:
     return sum(bool(r["diverged"]) for r in runs) * 2 > len(runs)
 
 
-def max_lr_table(runs: list[dict], log_threshold: float, ref_dt: float = 1.0) -> dict:
-    """Per placement, depth and Δt: the measured bracket of the largest stable lr and S4's lr* = c/m (median m
-    over seeds), and whether they agree within 2×. Top level per "placement/L=depth" at ``ref_dt``."""
+def predicted_cell_max_lr(rs: list[dict], name: str, threshold: float) -> float:
+    """S4's predicted largest stable lr for one (placement, depth, Δt): ``s4_speed`` lr* = c/m (median m over
+    seeds); ``s4_probe`` the crossing of c' by ΔL₁(lr), which the cell's runs sample at every grid lr (runs that
+    share a seed share their initial weights), median over seeds."""
+    if name == "s4_speed":
+        return pr.predicted_max_lr(float(np.median([r["init"]["speed"] for r in rs])), threshold)
+    if name != "s4_probe":
+        raise ValueError(f"name must be one of {S4_CRITERIA}, got {name!r}")
+    out = []
+    for seed in sorted({r["config"]["seed"] for r in rs}):
+        row = sorted((r for r in rs if r["config"]["seed"] == seed), key=lambda r: r["config"]["lr"])
+        out.append(pr.crossing_lr([r["config"]["lr"] for r in row], [_probe(r) for r in row], threshold)[0])
+    return float(np.median(out))
+
+
+def max_lr_table(runs: list[dict], log_threshold: float, ref_dt: float = 1.0, name: str = "s4_speed") -> dict:
+    """Per placement, depth and Δt: the measured bracket of the largest stable lr (majority over seeds) and S4's
+    predicted one (``predicted_cell_max_lr``), and whether they agree within 2×. Top level per
+    "placement/L=depth" at ``ref_dt``."""
     cells: dict[tuple, list[dict]] = {}
     for r in runs:
         c = r["config"]
@@ -83,11 +99,10 @@ def max_lr_table(runs: list[dict], log_threshold: float, ref_dt: float = 1.0) ->
         lrs = sorted({r["config"]["lr"] for r in rs})
         outcome = [_majority([r for r in rs if r["config"]["lr"] == lr]) for lr in lrs]
         meas = pr.measured_max_lr(lrs, outcome)
-        m = float(np.median([r["init"]["speed"] for r in rs]))
-        pred = pr.predicted_max_lr(m, log_threshold)
+        pred = predicted_cell_max_lr(rs, name, log_threshold)
         table.setdefault(f"{p}/L={L}", {"placement": p, "depth": L, "per_dt": []})["per_dt"].append(
             {"dt": dt, "measured": meas, "predicted": pred, "within_2x": pr.within_factor(pred, meas, 2.0),
-             "speed": m})
+             "speed": float(np.median([r["init"]["speed"] for r in rs]))})
     for row in table.values():
         ref = min(row["per_dt"], key=lambda e: abs(math.log(e["dt"] / ref_dt)))
         row.update({"ref_dt": ref["dt"], "predicted_max_lr": ref["predicted"],
@@ -100,16 +115,32 @@ def evaluate(runs: list[dict], shift: float = 0.0) -> dict:
     """Every criterion scored, the primary S4 variant chosen by fit-half accuracy, and the max-lr table."""
     crit = {n: score(runs, n, shift if n in S4_CRITERIA else 0.0) for n in (*S4_CRITERIA, *BASELINES)}
     primary = max(S4_CRITERIA, key=lambda n: (crit[n]["fit_accuracy"], n == "s4_speed"))
-    table = max_lr_table(runs, crit["s4_speed"]["threshold"])
+    table = max_lr_table(runs, crit[primary]["threshold"], name=primary)
     within = [e["within_2x"] for row in table.values() for e in row["per_dt"]]
     best = max(crit[b]["held_out_accuracy"] for b in BASELINES)
-    return {"primary": primary, "criteria": crit,
+    off = {f"{f:g}": boundary_accuracy(runs, primary, crit[primary]["threshold"], f) for f in (0.5, 1.0, 2.0)}
+    return {"primary": primary, "criteria": crit, "boundary_factor_accuracy": off,
             "held_out_accuracy": crit[primary]["held_out_accuracy"], "held_out_auc": crit[primary]["held_out_auc"],
             "baselines": {b: {k: crit[b][k] for k in ("held_out_accuracy", "held_out_auc", "threshold")}
                           for b in BASELINES},
             "beats_baselines": bool(crit[primary]["held_out_accuracy"] > best),
             "max_lr": table, "max_lr_within_2x": float(np.mean(within)) if within else math.nan,
             "max_lr_within_2x_ref_dt": float(np.mean([row["within_2x"] for row in table.values()]))}
+
+
+def boundary_accuracy(runs: list[dict], name: str, threshold: float, factor: float = 1.0,
+                      half: str = "held_out") -> float:
+    """Accuracy on ``half`` of the rule "stable ⇔ lr ≤ factor·lr*(cell)", lr* S4's predicted largest stable lr of
+    the run's (placement, depth, Δt) at the fitted threshold (meta-tests: factor 2 or ½ is a boundary off by 2×)."""
+    cells: dict[tuple, list[dict]] = {}
+    for r in runs:
+        c = r["config"]
+        cells.setdefault((c["placement"], c["depth"], c["dt"]), []).append(r)
+    star = {k: predicted_cell_max_lr(v, name, threshold) for k, v in cells.items()}
+    rs = [r for r in runs if pr.split_half(config_key(r["config"])) == half]
+    pred_unstable = [r["config"]["lr"] > factor * star[(r["config"]["placement"], r["config"]["depth"],
+                                                          r["config"]["dt"])] * (1 + 1e-12) for r in rs]
+    return pr.accuracy(pred_unstable, [r["diverged"] for r in rs])
 
 
 def swap_placements(runs: list[dict], mapping: dict[str, str]) -> list[dict]:

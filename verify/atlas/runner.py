@@ -36,16 +36,16 @@ class AtlasGrid:
     """One atlas: the grid and the sizes of every run (all runs of an atlas share d, T, batch, steps)."""
 
     placements: tuple[str, ...] = PLACEMENTS
-    depths: tuple[int, ...] = (2, 4, 8)
+    depths: tuple[int, ...] = (1, 2, 4)
     dts: tuple[float, ...] = (0.25, 1.0, 4.0)
-    lrs: tuple[float, ...] = tuple(0.0625 * 2.0 ** k for k in range(8))
+    lrs: tuple[float, ...] = tuple(0.125 * 2.0 ** k for k in range(7))
     seeds: tuple[int, ...] = (0,)
     d: int = 32
     n_heads: int = 2
     block_size: int = 16
     batch_size: int = 8
-    steps: int = 80
-    warmup: int = 8
+    steps: int = 60
+    warmup: int = 6
     eval_batches: int = 4
     corpus_bytes: int = 400_000
     device: str = "cpu"
@@ -252,11 +252,23 @@ def atlas_runs(grid: AtlasGrid, retrain: bool = False, cache_name: str = "atlas"
     """Every cell of ``grid`` with its record ({"config": cell, **outcome}), from the cache where present."""
     from verify.training.cache import RunCache, run_key
 
+    import os
+
     text = corpus(grid.corpus_bytes)
     cache = RunCache(cache_name, directory=cache_dir, enabled=not retrain)
     cells = grid.cells()
     keyed = [(run_key(c, text.sha256), c) for c in cells]
-    recs = cache.fetch(keyed, lambda missing: run_cells(missing, grid.device, workers))
+    # One fetch per round of `workers` (placement, depth) slices, so a long cold run saves as it goes.
+    by_group: dict[tuple, list[tuple[str, dict]]] = {}
+    for k, c in keyed:
+        by_group.setdefault((c["placement"], c["depth"]), []).append((k, c))
+    order = sorted(by_group, key=lambda g: -g[1])
+    n = max(1, min(len(order), workers or os.cpu_count() or 1))
+    recs: dict[str, dict] = {}
+    for i in range(0, len(order), n):
+        chunk = [kc for g in order[i:i + n] for kc in by_group[g]]
+        for (k, _), r in zip(chunk, cache.fetch(chunk, lambda missing: run_cells(missing, grid.device, workers))):
+            recs[k] = r
     if retrain:
         cache.save()
-    return [{"config": c, **r} for c, r in zip(cells, recs)]
+    return [{"config": c, **recs[k]} for k, c in keyed]

@@ -4,13 +4,11 @@ Data: ``verify.atlas.build_data`` (runs cached under ``figures/runs/atlas*.json`
 ``--retrain`` trains again; ``--fast`` is the test-size grid). Drawing: one panel per (depth, placement), Δt on
 the x axis and the learning rate on the y axis (both log); a filled dot is a run that trained, a cross one that
 diverged (NaN/inf, or the final loss not below the initial one); the dashed line is S4's predicted largest stable
-learning rate lr* = c/m(Δt) with c fitted on the fit half of the grid.
+learning rate lr*(Δt) of the primary S4 variant, its constant fitted on the fit half of the grid.
 """
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
 
 from verify.figures import register_figure, style
 
@@ -28,7 +26,6 @@ def draw(data: dict, path: Path) -> list[Path]:
     runs = data["runs"]
     placements = list(dict.fromkeys(r["config"]["placement"] for r in runs))
     depths = sorted({r["config"]["depth"] for r in runs})
-    theta = data["model"]["log_threshold"]
     with style.figure_style():
         fig, axes = plt.subplots(len(depths), len(placements), squeeze=False, sharex=True, sharey=True,
                                  figsize=(style.DOUBLE, 0.9 + 1.05 * len(depths)))
@@ -42,9 +39,9 @@ def draw(data: dict, path: Path) -> list[Path]:
                            color=style.color(p), label="trained")
                 ax.scatter([r["config"]["dt"] for r in bad], [r["config"]["lr"] for r in bad], s=12, marker="x",
                            color="#000000", linewidths=0.7, label="diverged")
-                sp = data["model"]["speed"][p][str(L)]
-                dts = sorted(float(k) for k in sp)
-                pred = [np.exp(theta) / sp[f"{dt:g}"] for dt in dts]
+                ml = data["model"]["max_lr"][p][str(L)]
+                dts = sorted(float(k) for k in ml)
+                pred = [ml[f"{dt:g}"] for dt in dts]
                 ax.plot(dts, pred, color="#444444", **style.THEORY, label="S4 predicted max lr")
                 ax.set_xscale("log")
                 ax.set_yscale("log")
