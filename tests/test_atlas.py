@@ -215,6 +215,10 @@ def test_meta_boundary_off_by_two_scores_visibly_worse(atlas, factor):
     assert np.mean(shifted) < ev["max_lr_within_2x"]
 
 
+@pytest.mark.xfail(strict=True, reason="measured (issue 9): on the cpu atlas S4 is placement-blind — swapping "
+                                      "placements' init measurements changes its held-out accuracy by < 1 point, "
+                                      "and a single lr threshold ties it (docs/theorems/atlas.md); strict, so a "
+                                      "criterion that starts using the placement turns this into a pass")
 def test_meta_placements_swapped_scores_visibly_worse(atlas):
     """S4 fed another placement's init measurements (post↔none, pre↔peri, deepnorm↔lns, mixln↔pre) loses ≥ 2
     points of held-out accuracy or 0.02 of AUC."""

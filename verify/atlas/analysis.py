@@ -8,7 +8,8 @@ only. Criteria:
 - ``s4_speed`` — S4's first-order boundary: log(lr·m), m the sign-step logit speed at initialisation;
 - ``s4_probe`` — S4 at finite step: the loss change of one full-size sign step at the run's own peak lr;
 - baselines: ``grad_norm_init`` (log ‖∇L‖ at init, a practitioner's "is the gradient large?", lr-blind),
-  ``lr_x_grad_norm`` (log(lr·‖∇L₀‖)), ``mup_depth`` (µP-style rule of thumb lr ∝ 1/(width·depth): log(lr·d·L)).
+  ``lr_x_grad_norm`` (log(lr·‖∇L₀‖)), ``mup_depth`` (µP-style rule of thumb lr ∝ 1/(width·depth): log(lr·d·L)),
+  ``lr_only`` (one learning-rate threshold for every design: the null model S4 must beat to be informative).
 
 The primary criterion (top-level ``held_out_accuracy``/``held_out_auc``) is chosen among the two S4 variants by
 *fit-half* accuracy alone, so the held-out half never informs a choice.
@@ -23,7 +24,7 @@ import numpy as np
 from theory import predictive as pr
 
 S4_CRITERIA = ("s4_speed", "s4_probe")
-BASELINES = ("grad_norm_init", "lr_x_grad_norm", "mup_depth")
+BASELINES = ("grad_norm_init", "lr_x_grad_norm", "mup_depth", "lr_only")
 
 
 def config_key(cfg: dict) -> str:
@@ -42,6 +43,7 @@ SCORES: dict[str, Callable[[dict], float]] = {
     "grad_norm_init": lambda r: math.log(r["init"]["grad_norm"]),
     "lr_x_grad_norm": lambda r: math.log(r["config"]["lr"] * r["init"]["grad_norm"]),
     "mup_depth": lambda r: math.log(r["config"]["lr"] * r["config"]["d"] * r["config"]["depth"]),
+    "lr_only": lambda r: math.log(r["config"]["lr"]),
 }
 
 

@@ -71,4 +71,12 @@ def check_s4(ctx: Context, data: dict | None = None) -> list[Tally]:
         wrong = analysis.boundary_accuracy(runs, ev["primary"], theta, factor)
         tight.witness(right / wrong if wrong > 0 else math.inf, threshold=1.0 + 1e-9,
                       case={"factor": factor, "accuracy": right, "shifted_accuracy": wrong})
-    return [acc, beats, lr, tight]
+    swapped = Tally("S4", "placements swapped scores worse on the held-out half (placement witness)", "witness",
+                    tolerance="≥ 2 points of held-out accuracy lost when each run gets another placement's init "
+                              "measurements (post↔none, pre↔peri, deepnorm↔lns, mixln→pre)", **kw)
+    swap = {"post": "none", "none": "post", "pre": "peri", "peri": "pre", "deepnorm": "lns", "lns": "deepnorm",
+            "mixln": "pre"}
+    wrong = analysis.score(analysis.swap_placements(runs, swap), ev["primary"])["held_out_accuracy"]
+    swapped.witness((ev["held_out_accuracy"] - wrong) / 0.02 if wrong < ev["held_out_accuracy"] else 0.0,
+                    threshold=1.0, case={"accuracy": ev["held_out_accuracy"], "swapped_accuracy": wrong})
+    return [acc, beats, lr, tight, swapped]

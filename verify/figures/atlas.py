@@ -22,6 +22,7 @@ def data(preset: str = "cpu", fast: bool = False, seed: int = 0, retrain: bool =
 
 def draw(data: dict, path: Path) -> list[Path]:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
 
     runs = data["runs"]
     placements = list(dict.fromkeys(r["config"]["placement"] for r in runs))
@@ -45,6 +46,12 @@ def draw(data: dict, path: Path) -> list[Path]:
                 ax.plot(dts, pred, color="#444444", **style.THEORY, label="S4 predicted max lr")
                 ax.set_xscale("log")
                 ax.set_yscale("log")
+                ax.set_xticks(dts, [f"{v:g}" for v in dts])
+                ax.xaxis.set_minor_locator(NullLocator())
+                lrs = sorted({r["config"]["lr"] for r in runs})
+                yt = lrs[::3] if len(lrs) > 3 else lrs
+                ax.set_yticks(yt, [f"{v:g}" for v in yt])
+                ax.yaxis.set_minor_locator(NullLocator())
                 if i == 0:
                     ax.set_title(p, fontsize=7)
                 if j == 0:
