@@ -216,7 +216,7 @@ def test_meta_boundary_off_by_two_scores_visibly_worse(atlas, factor):
 
 
 @pytest.mark.xfail(strict=True, reason="measured (issue 9): on the cpu atlas S4 is placement-blind — swapping "
-                                      "placements' init measurements changes its held-out accuracy by < 1 point, "
+                                      "placements' init measurements costs 1.3 points of held-out accuracy, "
                                       "and a single lr threshold ties it (docs/theorems/atlas.md); strict, so a "
                                       "criterion that starts using the placement turns this into a pass")
 def test_meta_placements_swapped_scores_visibly_worse(atlas):
