@@ -33,10 +33,12 @@ def build_data(preset: str = "cpu", retrain: bool = False, workers: int | None =
     primary = ev["primary"]
     theta = ev["criteria"][primary]["threshold"]
     max_lr: dict = {}
+    measured_lr: dict = {}
     best_dt: dict = {}
     for row in ev["max_lr"].values():
         p, L = row["placement"], str(row["depth"])
         max_lr.setdefault(p, {})[L] = {f"{e['dt']:g}": e["predicted"] for e in row["per_dt"]}
+        measured_lr.setdefault(p, {})[L] = {f"{e['dt']:g}": e["measured"]["estimate"] for e in row["per_dt"]}
         ok = [r for r in runs if r["config"]["placement"] == p and str(r["config"]["depth"]) == L
               and not r["diverged"] and r["val_loss"] is not None]
         if ok:
@@ -55,7 +57,10 @@ def build_data(preset: str = "cpu", retrain: bool = False, workers: int | None =
         "max_lr": ev["max_lr"], "max_lr_within_2x": ev["max_lr_within_2x"],
         "max_lr_within_2x_ref_dt": ev["max_lr_within_2x_ref_dt"],
         "boundary_factor_accuracy": ev["boundary_factor_accuracy"],
-        "model": {"criterion": primary, "threshold": theta, "max_lr": max_lr, "best": best_dt, "d": grid.d,
+        "model": {"criterion": primary, "threshold": theta, "max_lr": max_lr, "measured_max_lr": measured_lr,
+                  "best": best_dt, "d": grid.d, "held_out_accuracy": ev["held_out_accuracy"],
+                  "best_baseline": max(ev["baselines"].items(), key=lambda kv: kv[1]["held_out_accuracy"])[0],
+                  "best_baseline_accuracy": max(b["held_out_accuracy"] for b in ev["baselines"].values()),
                   "per_placement_accuracy": analysis.per_placement_accuracy(runs, primary, theta)},
     }
     if with_schedules:
@@ -102,6 +107,15 @@ def advice(placement: str, depth: int, d: int, atlas: dict | None = None, atlas_
              f"S4 held-out accuracy for {near}: {acc:.0%}" if acc is not None else f"nearest atlas design: {near}",
              f"predicted largest stable lr (S4, {CRITERION_TEXT.get(model['criterion'], model['criterion'])}): " +
              ", ".join(f"Δt={e['dt']:g}: {e['max_lr']:.3g}" for e in region)]
+    meas = model.get("measured_max_lr", {}).get(near, {}).get(L)
+    if meas:
+        lines.append("measured on the atlas (largest lr that trained, grid midpoint): " +
+                     ", ".join(f"Δt={float(k):g}: {v:.3g}" for k, v in sorted(meas.items(), key=lambda kv: float(kv[0]))))
+    if "best_baseline" in model:
+        lines.append(f"track record: S4 held-out accuracy {model['held_out_accuracy']:.1%} over all placements; the best "
+                     f"baseline ({model['best_baseline']}) {model['best_baseline_accuracy']:.1%}"
+                     + (" — S4 does not beat it" if model["held_out_accuracy"] <= model["best_baseline_accuracy"]
+                        else ""))
     if rec_dt is not None:
         lines.append(f"recommended Δt = {rec_dt:g} (lowest validation loss on the atlas among runs that trained, "
                      f"at lr {best['lr']:.3g})")
