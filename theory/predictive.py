@@ -41,6 +41,7 @@ from theory._domain import require_positive
 
 __all__ = [
     "accuracy",
+    "crossing_lr",
     "fit_threshold",
     "measured_max_lr",
     "predicted_max_lr",
@@ -48,7 +49,6 @@ __all__ = [
     "sensitivity_score",
     "split_half",
     "within_factor",
-    "crossing_lr",
 ]
 
 

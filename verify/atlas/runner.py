@@ -250,9 +250,9 @@ def run_cells(cells: list[dict], device: str = "cpu", workers: int | None = None
 def atlas_runs(grid: AtlasGrid, retrain: bool = False, cache_name: str = "atlas", workers: int | None = None,
                cache_dir=None) -> list[dict]:
     """Every cell of ``grid`` with its record ({"config": cell, **outcome}), from the cache where present."""
-    from verify.training.cache import RunCache, run_key
-
     import os
+
+    from verify.training.cache import RunCache, run_key
 
     text = corpus(grid.corpus_bytes)
     cache = RunCache(cache_name, directory=cache_dir, enabled=not retrain)

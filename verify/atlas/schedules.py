@@ -58,9 +58,9 @@ def water_filling(ell: np.ndarray, total_time: float) -> np.ndarray:
 
 
 SCHEDULE_CONFIGS = {
-    "test": dict(placements=("pre",), depth=2, dt=0.25, lr=0.01, seeds=(0, 1, 2)),
-    "cpu": dict(placements=("pre", "peri", "post", "none"), depth=4, dt=0.25, lr=0.01, seeds=(0, 1, 2)),
-    "gpu": dict(placements=runner.PLACEMENTS, depth=12, dt=0.25, lr=0.003, seeds=(0, 1, 2, 3, 4)),
+    "test": {"placements": ("pre",), "depth": 2, "dt": 0.25, "lr": 0.01, "seeds": (0, 1, 2)},
+    "cpu": {"placements": ("pre", "peri", "post", "none"), "depth": 4, "dt": 0.25, "lr": 0.01, "seeds": (0, 1, 2)},
+    "gpu": {"placements": runner.PLACEMENTS, "depth": 12, "dt": 0.25, "lr": 0.003, "seeds": (0, 1, 2, 3, 4)},
 }
 
 

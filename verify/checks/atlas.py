@@ -44,7 +44,7 @@ def check_s4(ctx: Context, data: dict | None = None) -> list[Tally]:
     data = data if data is not None else atlas_data(ctx)
     runs = [{k: v for k, v in r.items() if k != "split"} for r in data["runs"]]
     ev = analysis.evaluate(runs)
-    kw = dict(evidence="calibrated", instances="trained")
+    kw = {"evidence": "calibrated", "instances": "trained"}
     acc = Tally("S4", "held-out accuracy of S4 >= 90 %", "witness",
                 tolerance="the issue's goal; c fitted on the other half only (split by a seeded hash)", **kw)
     acc.witness(ev["held_out_accuracy"] / ACCURACY_GOAL, threshold=1.0,
