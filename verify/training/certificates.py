@@ -218,7 +218,9 @@ def forward_certificate(model: GPT, tokens: torch.Tensor) -> dict:
             "norm_range": float(last["inputs"] / last["weights"])}
     return {"measured": measured.tolist(), "bound": tiers["aposteriori"]["bound"],
             "ratio": tiers["aposteriori"]["ratio"], "tiers": tiers, "rules": rules, "dt": dts.tolist(),
-            "loss_factors": loss, "n_rows": int(x0_rows.size)}
+            "loss_factors": loss, "n_rows": int(x0_rows.size),
+            "constants": {"x0": {"weights": r0, "inputs": r0, "aposteriori": x0_rows.tolist()},
+                          "weights": c_w.tolist(), "inputs": c_in.tolist(), "aposteriori": c_post.tolist()}}
 
 
 # ---- F8 (b): gradient ---------------------------------------------------------------------------------------
@@ -311,6 +313,7 @@ def gradient_certificate(model: GPT, tokens: torch.Tensor, targets: torch.Tensor
     return {"measured": measured.tolist(), "bound": head["bound"], "ratio": head["ratio"],
             "headline": "end_to_end" if end_to_end else "exact_gains",
             "tiers": tiers, "one_step": one.max(axis=1).tolist(), "gains": gains.max(axis=1).tolist(),
+            "gains_seq": gains.tolist(),
             "rates": rates.max(axis=1).tolist(), "grad_norm_seq": p.tolist(), "loss": loss,
             "rules": [s.rule for s in m.stack.steps]}
 
@@ -419,7 +422,8 @@ def _pre_envelope(init: Mapping[str, torch.Tensor], model: GPT, bounds: dict, d:
 @single_threaded
 def adamw_envelope_ratio(model_init_state: Mapping[str, torch.Tensor], model: GPT, lr, weight_decay: float,
                          betas=(0.9, 0.95), steps: int | None = None, tokens: torch.Tensor | None = None,
-                         history: Sequence[tuple[int, Mapping[str, torch.Tensor]]] | None = None) -> dict:
+                         history: Sequence[tuple[int, Mapping[str, torch.Tensor]]] | None = None,
+                         update_bound=adam_update_bound, decay_exponent: float = 1.0) -> dict:
     """F9 — the AdamW trajectory bound evaluated on the trained weights (and on each logged state of ``history``).
 
     ``model_init_state``: the state dict before the first optimiser step; ``model``: the trained GPT (its final
@@ -433,7 +437,8 @@ def adamw_envelope_ratio(model_init_state: Mapping[str, torch.Tensor], model: GP
     max|W_t − P_tW_0|/S_t (F9 (b) entrywise, ≤ 1), ``norm_ratio_max`` = max over tensors of
     ‖W_t‖₂/(P_t‖W_0‖₂ + √(mn)S_t) (≤ 1), and for pre-LN with ``tokens``: ``measured`` (max row norm per
     residual state), ``bound`` (F9 (c) envelope) and ``ratio`` per layer; ``ratio_last`` = the last layer's.
-    ``update_bound_limit`` = C_∞, ``update_bound_last`` = C_T.
+    ``update_bound_limit`` = C_∞, ``update_bound_last`` = C_T. ``update_bound`` (C_t) and ``decay_exponent``
+    (1 is the theorem) are injectable for the meta-tests only.
     """
     _check_model(model)
     eta = _lr_schedule(lr, steps)
@@ -450,9 +455,9 @@ def adamw_envelope_ratio(model_init_state: Mapping[str, torch.Tensor], model: GP
     init = {n: model_init_state[n] for n in names}
     decayed = {n for n, _ in model.decay_groups()[0]}
     T = eta.size
-    p_dec = adamw_decay_products(eta, weight_decay)
-    s_dec = adamw_deviation_bound(eta, weight_decay, b1, b2)
-    s_free = adamw_deviation_bound(eta, 0.0, b1, b2)
+    p_dec = adamw_decay_products(eta, weight_decay) ** float(decay_exponent)
+    s_dec = adamw_deviation_bound(eta, weight_decay, b1, b2, decay_exponent, update_bound)
+    s_free = adamw_deviation_bound(eta, 0.0, b1, b2, decay_exponent, update_bound)
     final_state = {n: p.detach() for n, p in model.named_parameters()}
     evals = [(int(t), st) for t, st in (history or [])] + [(T, final_state)]
     idx = None if tokens is None else _check_tokens(model, tokens)
