@@ -119,3 +119,19 @@ def test_none_placement_is_refused():
     m = GPT(gpt_config(vocab_size=8, block_size=4, d=4, n_blocks=1, n_heads=1, placement="none"))
     with pytest.raises(ValueError, match="placement"):
         cert.forward_certificate(m, torch.zeros((1, 4), dtype=torch.int64))
+
+
+def test_grad_norms_figure_draws_the_certificate_from_the_trained_model():
+    """Figure 3's trained row: the F8 envelopes come from that model's own Jacobians and hold per layer; the
+    forward certificate is there for normalised placements and absent for 'none'."""
+    from verify.figures import grad_norms as gn
+
+    s = gn.sizes("cpu", True)
+    idx, targets = gn.monitor_batch(s, 0)
+    for placement in ("pre", "none"):
+        state, _ = gn.trained_state("cpu", True, 0, placement, 1.0)
+        rec = gn.certificate(gn.measurement_model(s, placement, 1.0, 0, state), idx, targets)
+        g = rec["gradient"]
+        assert g["headline"] == "end_to_end" and all(r <= 1 + 1e-9 for r in g["ratio"])
+        assert all(e >= p - 1e-12 for e, p in zip(g["tiers"]["exact_gains"]["ratio"], g["tiers"]["b3_rates"]["ratio"]))
+        assert (rec["forward"] is None) == (placement == "none")
