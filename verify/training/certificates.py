@@ -358,7 +358,7 @@ def _weight_bounds(init: Mapping[str, torch.Tensor], decayed: set, t: int, s_dec
 
 def _state_checks(init: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], bounds: dict) -> dict:
     """Measured vs bound for every tensor: max |W_t − P_tW_0| / S_t and ‖W_t‖/(P_t‖W_0‖ + √size·S_t)."""
-    dev, nrm = {}, {}
+    dev, nrm, use = {}, {}, {}
     for name, (pt, st) in bounds.items():
         w0 = init[name].detach().double().cpu()
         w = state[name].detach().double().cpu()
@@ -367,7 +367,9 @@ def _state_checks(init: Mapping[str, torch.Tensor], state: Mapping[str, torch.Te
         mat0 = w0.reshape(mat.shape)
         b = pt * _spec(mat0) + math.sqrt(mat.numel()) * st
         nrm[name] = _spec(mat) / b if b > 0 else 0.0
-    return {"deviation": dev, "norm": nrm}
+        # how much of ‖E‖₂ ≤ √(mn)·S the deviation E = W_t − P_tW_0 uses (1: a rank-one sign pattern at the bound)
+        use[name] = _spec(mat - pt * mat0) / (math.sqrt(mat.numel()) * st) if st > 0 else 0.0
+    return {"deviation": dev, "norm": nrm, "spectral_use": use}
 
 
 def _pre_envelope(init: Mapping[str, torch.Tensor], model: GPT, bounds: dict, d: int) -> np.ndarray | None:
@@ -437,6 +439,10 @@ def adamw_envelope_ratio(model_init_state: Mapping[str, torch.Tensor], model: GP
     max|W_t − P_tW_0|/S_t (F9 (b) entrywise, ≤ 1), ``norm_ratio_max`` = max over tensors of
     ‖W_t‖₂/(P_t‖W_0‖₂ + √(mn)S_t) (≤ 1), and for pre-LN with ``tokens``: ``measured`` (max row norm per
     residual state), ``bound`` (F9 (c) envelope) and ``ratio`` per layer; ``ratio_last`` = the last layer's.
+    ``f3_ratio_last``: the same F3 chain with the actual weights of that step (so ratio_last/f3_ratio_last is what
+    replacing the weights by their F9 bounds costs); ``tensors_last``: per tensor at the last evaluated step, the
+    ``deviation`` and ``norm`` ratios and ``spectral_use`` = ‖W_t − P_tW_0‖₂/(√(mn)S_t) (how far the deviation is
+    from the rank-one sign pattern that attains ‖E‖₂ ≤ √(mn)·max|E|).
     ``update_bound_limit`` = C_∞, ``update_bound_last`` = C_T. ``update_bound`` (C_t) and ``decay_exponent``
     (1 is the theorem) are injectable for the meta-tests only.
     """
@@ -462,7 +468,7 @@ def adamw_envelope_ratio(model_init_state: Mapping[str, torch.Tensor], model: GP
     evals = [(int(t), st) for t, st in (history or [])] + [(T, final_state)]
     idx = None if tokens is None else _check_tokens(model, tokens)
     out = {"steps_checked": [], "deviation_ratio_max": [], "norm_ratio_max": [], "worst_tensor": [],
-           "measured": [], "bound": [], "ratio": [], "ratio_last": [],
+           "measured": [], "bound": [], "ratio": [], "ratio_last": [], "f3_ratio_last": [],
            "update_bound_limit": adam_update_bound_limit(b1, b2), "update_bound_last": adam_update_bound(T, b1, b2),
            "decay_factor_last": float(p_dec[T]), "deviation_bound_last": float(s_dec[T])}
     probe = _float64(model) if idx is not None else None
@@ -486,4 +492,7 @@ def adamw_envelope_ratio(model_init_state: Mapping[str, torch.Tensor], model: GP
             out["bound"].append(env.tolist())
             out["ratio"].append(_ratio(meas, env).tolist())
             out["ratio_last"].append(float(meas[-1] / env[-1]))
+            # the same chain with the actual weights of step t (F3, weights tier): what F9 itself costs is the rest
+            out["f3_ratio_last"].append(forward_certificate(probe, idx)["tiers"]["weights"]["ratio"][-1])
+        out["tensors_last"] = {n: {k: chk[k][n] for k in chk} for n in chk["deviation"]}
     return out
