@@ -281,6 +281,9 @@ def check_f9(ctx: Context, update_bound=adam_update_bound, decay_exponent: float
             summary[f"{placement}/{seed}"] = {"deviation_ratio_last": r["deviation_ratio_max"][-1],
                                               "norm_ratio_last": r["norm_ratio_max"][-1],
                                               "worst_tensor_last": r["worst_tensor"][-1],
-                                              "envelope_ratio_last": r["ratio_last"][-1] if r["ratio_last"] else None}
+                                              "envelope_ratio_last": r["ratio_last"][-1] if r["ratio_last"] else None,
+                                              "f3_ratio_last": r["f3_ratio_last"],
+                                              "spectral_use_median": float(np.median(
+                                                  [v["spectral_use"] for v in r["tensors_last"].values()]))}
     t_env.note(tightness=summary)
     return [t_upd, t_wu, t_ww, t_dev, t_norm, t_env]

@@ -421,9 +421,9 @@ def draw(data: dict, path: Path) -> list[Path]:
             axes[row][0].set_ylabel(f"{'at init' if when == 'init' else 'trained'}: ‖p_k‖ / ‖p_K‖")
             axes[row][0].set_ylim(max(floor, 0.5 * min(lo_all)), 3 * max(hi_all))
         axes[0][-1].legend(loc="center right", fontsize=5.5)
-        axes[1][-1].legend(loc="lower left", fontsize=5)
+        axes[1][-1].legend(loc="center right", fontsize=5)
         fig.suptitle("Gradient norms p_k = ∂loss/∂X_k vs the B3 envelope ∏(1 ± a_j)‖p_K‖ "
-                     "(post: ∏ of ‖A_j‖ bounds, no lower side)")
+                     "(post: ∏ of ‖A_j‖ bounds, no lower side)\ntrained row: also F8, the B3 chain with the model's own Jacobians")
         return style.save(fig, Path(path))
 
 
