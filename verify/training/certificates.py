@@ -8,8 +8,8 @@ model). Used by the figures right after training (``k7_moments``, ``grad_norms``
 API (all on ``verify.training.gpt.GPT``; the model is copied to float64 first and is not modified):
 
 - :func:`forward_certificate` ``(model, tokens)`` → ``{"measured", "bound", "ratio", "tiers", ...}``;
-- :func:`gradient_certificate` ``(model, tokens, targets)`` → the same for ‖∂loss/∂X_k‖ (B3 with the exact
-  per-step ‖A_k‖₂ of this model on this input);
+- :func:`gradient_certificate` ``(model, tokens, targets)`` → the same for ‖∂loss/∂X_k‖ (B3 with this model's
+  exact step Jacobians on this input: end to end ‖A_kᵀ⋯A_{K−1}ᵀ‖₂ (headline), chained ∏‖A_j‖₂, and ∏(1 + ‖A_j − I‖₂));
 - :func:`adamw_envelope_ratio` ``(model_init_state, model, lr, weight_decay, betas, steps, ...)`` → the F9 bound on
   the final weights (and, given ``tokens``, the pre-LN hidden-state envelope) — per logged step with ``history``.
 
