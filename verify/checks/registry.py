@@ -37,6 +37,7 @@ CHECK_MODULES = (
     "verify.checks.neighbours",
     "verify.checks.sanity",
     "verify.checks.atlas",
+    "verify.checks.certificates",
 )
 
 
