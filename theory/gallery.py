@@ -311,14 +311,22 @@ DESIGNS = {
 }
 
 
-def expected_placement(design: str) -> str:
+def expected_placement(design: str, alpha: float | None = None) -> str:
     """The placement each design's construction makes it (what ``verify.check`` should recognise), by design name.
 
     nGPT and HybridNorm end each block on a norm of the residual sum (post-type, rows on one sphere); ReZero at
-    α = 0 is the identity; the residual multiplier, GPAS with α ≠ 0 and the hyper-connections multiply the stream
-    itself, so their update grows with the input (none-type, with a stream gain); CompleteP and GPAS at α = 0 are
-    Pre-LN; Gemma's sandwich is peri-LN. Domain: design in :data:`DESIGNS`.
+    α = 0 is the identity, at α ≠ 0 a plain no-norm step; the residual multiplier, GPAS with α ≠ 0 and the
+    hyper-connections multiply the stream itself, so their update grows with the input (none-type, with a stream
+    gain); CompleteP and GPAS at α = 0 are Pre-LN; Gemma's sandwich is peri-LN (with an RMS input norm and a ReLU
+    MLP it computes the same update as an output norm alone: the tie of C1a's corollary, reported peri|outnorm).
+    ``alpha`` is ReZero's or GPAS's α (default 0, their initialisation). Domain: design in :data:`DESIGNS`, alpha
+    real.
     """
     require_choice("design", design, tuple(DESIGNS))
-    return {"ngpt": "post", "hybridnorm": "post", "rezero": "identity", "residual_multiplier": "none",
-            "completep": "pre", "hyperconnections": "none", "gpas": "pre", "gemma": "peri"}[design]
+    a = 0.0 if alpha is None else float(require_real("alpha", alpha))
+    if design == "rezero":
+        return "identity" if a == 0.0 else "none"
+    if design == "gpas":
+        return "pre" if a == 0.0 else "none"
+    return {"ngpt": "post", "hybridnorm": "post", "residual_multiplier": "none", "completep": "pre",
+            "hyperconnections": "none", "gemma": "peri"}[design]

@@ -20,7 +20,7 @@ class GPASBlock(nn.Module):
     def __init__(self, d: int, alpha: float = 0.0):
         super().__init__()
         self.mlp = MLP(d)
-        self.alpha = nn.Parameter(torch.tensor(float(alpha)))
+        self.alpha = nn.Parameter(torch.tensor(float(alpha), dtype=torch.float64))
 
     def pre_ln(self, x: torch.Tensor) -> torch.Tensor:
         """x' = x + F(N(x)): the Pre-LN block GPAS scales."""

@@ -18,7 +18,7 @@ class NGPTBlock(nn.Module):
     def __init__(self, d: int, alpha: float = 0.05):
         super().__init__()
         self.mlp = MLP(d)
-        self.alpha = nn.Parameter(torch.full((d,), float(alpha)))
+        self.alpha = nn.Parameter(torch.full((d,), float(alpha), dtype=torch.float64))
 
     def unnormalised(self, h: torch.Tensor) -> torch.Tensor:
         """The point h + α(unit(F(h)) − h) before it is put back on the sphere (X7b, X7c)."""

@@ -17,7 +17,7 @@ class ReZeroBlock(nn.Module):
     def __init__(self, d: int, alpha: float = 0.0):
         super().__init__()
         self.mlp = MLP(d)
-        self.alpha = nn.Parameter(torch.tensor(float(alpha)))
+        self.alpha = nn.Parameter(torch.tensor(float(alpha), dtype=torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.alpha * self.mlp(x)
