@@ -38,6 +38,7 @@ CHECK_MODULES = (
     "verify.checks.sanity",
     "verify.checks.atlas",
     "verify.checks.certificates",
+    "verify.checks.gallery",
 )
 
 
