@@ -36,6 +36,7 @@ the measurement), then loss curves, weight-norm growth, the weight-decay grid an
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import torch
@@ -59,26 +60,27 @@ KEYS = ("pre", "peri", "peri_small_dt", "post")
 LABELS = {"pre": "pre + tuned wd", "peri": "peri Δt = 1", "peri_small_dt": "peri Δt = 0.1", "post": "post"}
 OTHER_WEIGHT_DECAY = 0.1  # peri and post train at this λ (the pre grid is the tuned one)
 N_SUB = 4  # validation sub-batches per run (the bootstrap's inner level)
-N_BOOT = 400
+N_BOOT = 1000
 AIC_SUPPORT = 2.0
 
 # Model shapes and schedules per preset. cpu: sized so that the whole figure trains in ≤ ~6 min cold on 2 cores
 # (measured times in docs/theorems/figures-3-5.md); gpu: GPT-2-small and a 48-block deep-narrow model (the
 # paper's depth), documented, not run on the CPU machines; fast: a seconds-long smoke size for the tests, same code.
 PRESET_SPECS = {
-    "cpu": dict(models=[dict(name="d64x12", d=64, n_heads=4, n_blocks=12, block_size=32)],
-                batch_size=8, steps=300, lr=3e-3, warmup=30, dtype="float32", device="cpu", seeds=(0, 1, 2),
-                wd_grid=(0.0, 0.1, 1.0), eval_every=50, eval_batches=4, log_every=50, monitor_batch=16,
-                ablations=("lr_x3", "long", "no_final_norm"), corpus_bytes=2_000_000),
-    "gpu": dict(models=[dict(name="gpt2_small", d=768, n_heads=12, n_blocks=12, block_size=256),
-                        dict(name="deep48", d=256, n_heads=4, n_blocks=48, block_size=256)],
-                batch_size=32, steps=2000, lr=6e-4, warmup=200, dtype="float32", device="cuda", seeds=(0, 1, 2),
-                wd_grid=(0.0, 0.1, 0.3, 1.0), eval_every=250, eval_batches=8, log_every=250, monitor_batch=32,
-                ablations=("lr_x3", "long", "no_final_norm"), corpus_bytes=None),
-    "fast": dict(models=[dict(name="d16x2", d=16, n_heads=2, n_blocks=2, block_size=16)],
-                 batch_size=4, steps=24, lr=3e-3, warmup=4, dtype="float32", device="cpu", seeds=(0, 1, 2),
-                 wd_grid=(0.0, 0.1), eval_every=12, eval_batches=2, log_every=12, monitor_batch=8,
-                 ablations=("lr_x3", "no_final_norm"), corpus_bytes=200_000),
+    "cpu": {"models": [{"name": "d64x12", "d": 64, "n_heads": 4, "n_blocks": 12, "block_size": 16}],
+            "batch_size": 8, "steps": 300, "lr": 3e-3, "warmup": 30, "dtype": "float32", "device": "cpu",
+            "seeds": (0, 1, 2), "wd_grid": (0.0, 0.1, 1.0), "eval_every": 50, "eval_batches": 4, "log_every": 50,
+            "monitor_batch": 16, "ablations": ("lr_x3", "no_final_norm"), "corpus_bytes": 2_000_000},
+    "gpu": {"models": [{"name": "gpt2_small", "d": 768, "n_heads": 12, "n_blocks": 12, "block_size": 256},
+                       {"name": "deep48", "d": 256, "n_heads": 4, "n_blocks": 48, "block_size": 256}],
+            "batch_size": 32, "steps": 2000, "lr": 6e-4, "warmup": 200, "dtype": "float32", "device": "cuda",
+            "seeds": (0, 1, 2), "wd_grid": (0.0, 0.1, 0.3, 1.0), "eval_every": 250, "eval_batches": 8,
+            "log_every": 250, "monitor_batch": 32, "ablations": ("lr_x3", "long", "no_final_norm"),
+            "corpus_bytes": None},
+    "fast": {"models": [{"name": "d16x2", "d": 16, "n_heads": 2, "n_blocks": 2, "block_size": 16}],
+             "batch_size": 4, "steps": 24, "lr": 3e-3, "warmup": 4, "dtype": "float32", "device": "cpu",
+             "seeds": (0, 1, 2), "wd_grid": (0.0, 0.1), "eval_every": 12, "eval_batches": 2, "log_every": 12,
+             "monitor_batch": 8, "ablations": ("lr_x3", "no_final_norm"), "corpus_bytes": 200_000},
 }
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -95,31 +97,31 @@ def design(spec: dict, model: dict) -> list[dict]:
                                        "log_every", "monitor_batch")}
 
     def inst(key, seed, wd, dt=1.0, lr=None, role="main"):
-        return dict(key=key, seed=seed, lr=spec["lr"] if lr is None else lr, weight_decay=wd, dt=dt, role=role)
+        return {"key": key, "seed": seed, "lr": spec["lr"] if lr is None else lr, "weight_decay": wd, "dt": dt, "role": role}
 
     groups = [
-        dict(name="pre", gpt={**base_gpt, "placement": "pre"}, train=base_train,
-             instances=[inst("pre", s, wd, role="grid") for wd in spec["wd_grid"] for s in seeds]),
-        dict(name="peri", gpt={**base_gpt, "placement": "peri"}, train=base_train,
-             instances=[inst(k, s, OTHER_WEIGHT_DECAY, dt) for k, dt in (("peri", 1.0), ("peri_small_dt", 0.1))
-                        for s in seeds]),
-        dict(name="post", gpt={**base_gpt, "placement": "post"}, train=base_train,
-             instances=[inst("post", s, OTHER_WEIGHT_DECAY) for s in seeds]),
+        {"name": "pre", "gpt": {**base_gpt, "placement": "pre"}, "train": base_train,
+             "instances": [inst("pre", s, wd, role="grid") for wd in spec["wd_grid"] for s in seeds]},
+        {"name": "peri", "gpt": {**base_gpt, "placement": "peri"}, "train": base_train,
+             "instances": [inst(k, s, OTHER_WEIGHT_DECAY, dt) for k, dt in (("peri", 1.0), ("peri_small_dt", 0.1))
+                        for s in seeds]},
+        {"name": "post", "gpt": {**base_gpt, "placement": "post"}, "train": base_train,
+             "instances": [inst("post", s, OTHER_WEIGHT_DECAY) for s in seeds]},
     ]
     abl = spec.get("ablations", ())
     wd = OTHER_WEIGHT_DECAY  # the ablations vary one factor of pre at a fixed λ
     if "lr_x3" in abl:
-        groups.append(dict(name="pre_lr_x3", gpt={**base_gpt, "placement": "pre"}, train=base_train,
-                           instances=[inst("pre", s, wd, lr=3 * spec["lr"], role="ablation:lr_x3") for s in seeds]))
+        groups.append({"name": "pre_lr_x3", "gpt": {**base_gpt, "placement": "pre"}, "train": base_train,
+                           "instances": [inst("pre", s, wd, lr=3 * spec["lr"], role="ablation:lr_x3") for s in seeds]})
     if "long" in abl:
-        groups.append(dict(name="pre_long", gpt={**base_gpt, "placement": "pre"},
-                           train={**base_train, "steps": 2 * spec["steps"], "eval_every": 2 * spec["eval_every"],
+        groups.append({"name": "pre_long", "gpt": {**base_gpt, "placement": "pre"},
+                           "train": {**base_train, "steps": 2 * spec["steps"], "eval_every": 2 * spec["eval_every"],
                                   "log_every": 2 * spec["log_every"]},
-                           instances=[inst("pre", s, wd, role="ablation:long") for s in seeds]))
+                           "instances": [inst("pre", s, wd, role="ablation:long") for s in seeds]})
     if "no_final_norm" in abl:
-        groups.append(dict(name="pre_no_final_norm", gpt={**base_gpt, "placement": "pre", "final_norm": False},
-                           train=base_train,
-                           instances=[inst("pre", s, wd, role="ablation:no_final_norm") for s in seeds]))
+        groups.append({"name": "pre_no_final_norm", "gpt": {**base_gpt, "placement": "pre", "final_norm": False},
+                           "train": base_train,
+                           "instances": [inst("pre", s, wd, role="ablation:no_final_norm") for s in seeds]})
     return groups
 
 
@@ -331,28 +333,45 @@ def train_group(group: dict, spec: dict, corpus_path, corpus_bytes, instance_ids
 
 
 # ---- the growth law -----------------------------------------------------------------------------------------------
-def _aic_pair(y: np.ndarray) -> tuple[float, float, dict]:
-    """(AIC_lin, AIC_exp, params) of log y ≈ log(a + b·k) and log y ≈ log a + b·k over k = 1..n (y > 0)."""
-    from scipy.optimize import least_squares
+def _rss_laws(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Least-squares fits on log y of the rows of Y (m, n) over k = 1..n, vectorised over the rows.
 
-    n = y.size
+    Exponential, log y ≈ α + b·k: ordinary regression (closed form). Linear, y ≈ a + b·k = a(1 + c·k) with
+    a > 0: for fixed c the best log a is the mean of log y − log(1 + c·k), so the fit is a 1-D search over
+    c ∈ (−1/n, 10⁴] (c → ∞ is y ∝ k, c = 0 the constant), on a log-spaced grid refined once around its best point
+    (relative precision of c ≈ 0.3 %, far below what the AIC comparison resolves).
+    Returns (rss_lin, rss_exp, (a, b) linear, (A, b) exponential), each per row."""
+    ly = np.log(Y)
+    m, n = ly.shape
     k = np.arange(1, n + 1, dtype=float)
-    ly = np.log(y)
-    b_e, la_e = np.polyfit(k, ly, 1)
-    rss_exp = float(np.sum((la_e + b_e * k - ly) ** 2))
-    b0, a0 = np.polyfit(k, y, 1)
-    if np.any(a0 + b0 * k <= 0):
-        a0, b0 = float(np.min(y)), 0.0
+    kc = k - k.mean()
+    b_e = (ly * kc).sum(1) / (kc * kc).sum()
+    al_e = ly.mean(1) - b_e * k.mean()
+    rss_exp = ((ly - al_e[:, None] - b_e[:, None] * k) ** 2).sum(1)
 
-    def res(p):
-        return np.log(np.maximum(p[0] + p[1] * k, 1e-300)) - ly
+    def rss_for(cs):  # cs (m, g) → RSS (m, g)
+        L = np.log1p(cs[..., None] * k)  # (m, g, n)
+        r = ly[:, None, :] - L
+        return (r * r).sum(-1) - n * r.mean(-1) ** 2
 
-    fit = least_squares(res, x0=[a0, b0], method="lm" if n > 2 else "trf")
-    rss_lin = float(np.sum(fit.fun ** 2))
-    tiny = 1e-300
-    aic = lambda rss: n * math.log(max(rss, tiny) / n) + 2 * 3  # noqa: E731  (a, b, σ)
-    return aic(rss_lin), aic(rss_exp), {"linear": [float(fit.x[0]), float(fit.x[1])],
-                                        "exponential": [float(math.exp(la_e)), float(b_e)]}
+    neg = -(1.0 - np.logspace(-4, 0, 40, endpoint=False)) / n
+    grid = np.concatenate([neg, [0.0], np.logspace(-5, 4, 240)])
+    g = np.broadcast_to(grid, (m, grid.size))
+    best = rss_for(g).argmin(1)
+    lo = grid[np.maximum(best - 1, 0)]
+    hi = grid[np.minimum(best + 1, grid.size - 1)]
+    fine = lo[:, None] + (hi - lo)[:, None] * np.linspace(0, 1, 61)[None]
+    rf = rss_for(fine)
+    j = rf.argmin(1)
+    c = fine[np.arange(m), j]
+    rss_lin = rf[np.arange(m), j]
+    a = np.exp((ly - np.log1p(c[:, None] * k)).mean(1))
+    return rss_lin, rss_exp, np.stack([a, a * c], 1), np.stack([np.exp(al_e), b_e], 1)
+
+
+def _aic(rss: np.ndarray, n: int) -> np.ndarray:
+    """Gaussian AIC with 3 parameters (a, b, σ): n·ln(RSS/n) + 6."""
+    return n * np.log(np.maximum(rss, 1e-300) / n) + 6.0
 
 
 def fit_growth(curves, n_boot: int = N_BOOT, seed: int = 0, support: float = AIC_SUPPORT) -> dict:
@@ -368,16 +387,17 @@ def fit_growth(curves, n_boot: int = N_BOOT, seed: int = 0, support: float = AIC
     c = c[..., 1:]
     if not np.all(np.isfinite(c)) or np.any(c <= 0):
         raise ValueError("curves must be finite and > 0")
-    aic_l, aic_e, params = _aic_pair(c.mean(axis=(0, 1)))
+    S, B, n = c.shape
     rng = np.random.default_rng(seed)
-    S, B = c.shape[:2]
-    boot = []
-    for _ in range(n_boot):
-        si = rng.integers(0, S, S)
-        bi = rng.integers(0, B, (S, B))
-        y = c[si[:, None], bi].mean(axis=(0, 1))
-        al, ae, _ = _aic_pair(y)
-        boot.append(al - ae)
+    si = rng.integers(0, S, (n_boot, S))
+    bi = rng.integers(0, B, (n_boot, S, B))
+    boot_curves = c[si[:, :, None], bi].mean(axis=(1, 2))  # (n_boot, n)
+    Y = np.concatenate([c.mean(axis=(0, 1))[None], boot_curves])
+    rl, re, pl, pe = _rss_laws(Y)
+    al, ae = _aic(rl, n), _aic(re, n)
+    aic_l, aic_e = float(al[0]), float(ae[0])
+    params = {"linear": pl[0].tolist(), "exponential": pe[0].tolist()}
+    boot = al[1:] - ae[1:]
     lo, hi = (float(v) for v in np.percentile(boot, [2.5, 97.5]))
     preferred = "exponential" if lo > support else ("linear" if hi < -support else "undecided")
     return {"preferred": preferred, "aic_linear": aic_l, "aic_exponential": aic_e, "delta_aic": aic_l - aic_e,
@@ -471,22 +491,38 @@ def _train_all(spec, groups, corpus, corpus_path, preset_name, model_name, retra
         ks = [run_key(instance_config(spec, g, it, corpus.sha256), corpus.sha256) for it in g["instances"]]
         missing = [i for i, k in enumerate(ks) if cache.get(k) is None]
         if missing:
-            jobs.append(dict(group=g, spec=spec, corpus_path=corpus_path, corpus_bytes=spec["corpus_bytes"],
-                             instance_ids=missing))
+            jobs.append({"group": g, "spec": spec, "corpus_path": corpus_path, "corpus_bytes": spec["corpus_bytes"],
+                             "instance_ids": missing})
             where.append((len(caches), missing))
         caches.append(cache)
         keys.append(ks)
-    if jobs:
-        results = run_parallel(train_group, jobs, workers=workers)
-        for (gi, missing), recs in zip(where, results):
-            for i, rec in zip(missing, recs):
-                caches[gi].put(keys[gi][i], rec)
+    def done(j, recs):
+        gi, missing = where[j]
+        for i, rec in zip(missing, recs):
+            caches[gi].put(keys[gi][i], rec)
+        if use_cache:  # each group is saved as soon as it is trained: an interrupted run keeps what it finished
+            caches[gi].save()
+
+    n_workers = min(len(jobs), workers or os.cpu_count() or 1)
+    if n_workers <= 1:
+        for j, job in enumerate(jobs):
+            done(j, run_parallel(train_group, [job], workers=1)[0])
+    elif jobs:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        from verify.training.batched import _call
+
+        order = sorted(range(len(jobs)), key=lambda j: -len(jobs[j]["instance_ids"]) * jobs[j]["group"]["train"]["steps"])
+        with ProcessPoolExecutor(max_workers=n_workers, mp_context=mp.get_context("spawn")) as pool:
+            futs = {pool.submit(_call, (train_group, jobs[j], 1)): j for j in order}  # largest first
+            for f in as_completed(futs):
+                done(futs[f], f.result())
     out = []
     for cache, ks in zip(caches, keys):
         out.append([cache.records[k] for k in ks])
         if use_cache and jobs:
-            cache.enabled = True
-            cache.save(keep=ks)
+            cache.save(keep=ks)  # drop runs no configuration uses any more
     return out
 
 
@@ -531,8 +567,9 @@ def model_data(spec, model, corpus, corpus_path, preset_name, retrain, workers, 
 
 
 def data(preset: str = "cpu", fast: bool = False, seed: int = 0, data_path=None, retrain: bool = False,
-         workers: int | None = None) -> dict:
-    """The K7 data of ``preset`` (``fast``: the smoke size, never cached). ``seed`` offsets every run's seed."""
+         workers: int | None = None, cache: bool | None = None) -> dict:
+    """The K7 data of ``preset``; ``fast``: the smoke size, not cached unless ``cache=True`` (the tests' cache
+    check). ``seed`` offsets every run's seed; ``retrain`` ignores the cache; ``workers`` processes."""
     name = "fast" if fast else preset
     if name not in PRESET_SPECS:
         raise ValueError(f"preset must be one of {sorted(PRESET_SPECS)}, got {preset!r}")
@@ -542,7 +579,8 @@ def data(preset: str = "cpu", fast: bool = False, seed: int = 0, data_path=None,
         raise ValueError("preset 'gpu' needs a CUDA device (torch.cuda.is_available() is False)")
     corpus = load_corpus(data_path, **({} if spec["corpus_bytes"] is None else {"max_bytes": spec["corpus_bytes"]}))
     n_boot = 50 if fast else N_BOOT
-    models = [model_data(spec, m, corpus, data_path, name, retrain, workers, use_cache=not fast, n_boot=n_boot)
+    use_cache = (not fast) if cache is None else bool(cache)
+    models = [model_data(spec, m, corpus, data_path, name, retrain, workers, use_cache=use_cache, n_boot=n_boot)
               for m in spec["models"]]
     out = {"corpus": corpus.describe(), "preset": name, **models[0]}
     if len(models) > 1:
