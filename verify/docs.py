@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS = ("engine.md", "N.md", "F1-F4.md", "F5.md", "F6.md", "B.md", "S.md", "U.md", "X.md", "C.md", "figures-3-5.md",
+CHAPTERS = ("engine.md", "N.md", "F1-F4.md", "F5.md", "F6.md", "F8-F9.md", "B.md", "S.md", "U.md", "X.md", "C.md", "figures-3-5.md",
             "evidence.md")
 
 HEADER = """# Theorems, statements and proofs

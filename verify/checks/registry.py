@@ -36,6 +36,7 @@ CHECK_MODULES = (
     "verify.checks.trained",
     "verify.checks.neighbours",
     "verify.checks.sanity",
+    "verify.checks.certificates",
 )
 
 
