@@ -255,8 +255,15 @@ def _weight_norms(model) -> list[float]:
     return tot.sqrt().tolist()
 
 
-def _certificates(gpt: GPT, placement: str, x, y) -> dict:
-    """The a-posteriori certificates of ``verify.training.certificates`` on one trained model (if present)."""
+CERT_BATCH = 4  # sequences for the forward certificate and F9
+# The gradient certificate builds dense (T·d)² step Jacobians per sequence and takes their exact spectral norms:
+# measured 180 s for 4 × 16 tokens of a 12-block d = 64 GPT here, 10 s for 2 × 8 tokens — so it gets 2 × 8.
+GRAD_CERT_BATCH, GRAD_CERT_TOKENS = 2, 8
+
+
+def _certificates(gpt: GPT, x, y, gradient: bool = True) -> dict:
+    """F8 (forward, gradient) of ``verify.training.certificates`` on one trained model, measured/bound per layer;
+    the forward one's tiers and where its last-layer gap is lost (``loss_factors``) are kept."""
     if not certificates_available():
         return {}
     from verify.training import certificates as cert
@@ -264,14 +271,37 @@ def _certificates(gpt: GPT, placement: str, x, y) -> dict:
     out = {}
     try:
         f = cert.forward_certificate(gpt, x)
-        out["certificate_ratio"] = [float(v) for v in f["ratio"]]
-        out["certificate_bound"] = [float(v) for v in f["bound"]]
-        out["certificate_measured"] = [float(v) for v in f["measured"]]
-        g = cert.gradient_certificate(gpt, x, y)
-        out["gradient_certificate_ratio"] = [float(v) for v in g["ratio"]]
-    except (ValueError, NotImplementedError) as exc:  # a placement the certificate does not cover: say so
+        out.update(certificate_ratio=[float(v) for v in f["ratio"]], certificate_bound=[float(v) for v in f["bound"]],
+                   certificate_measured=[float(v) for v in f["measured"]],
+                   certificate_tiers={t: [float(v) for v in f["tiers"][t]["ratio"]] for t in f["tiers"]},
+                   certificate_loss_factors=f.get("loss_factors"))
+        if not gradient:
+            return out
+        g = cert.gradient_certificate(gpt, x[:GRAD_CERT_BATCH, :GRAD_CERT_TOKENS], y[:GRAD_CERT_BATCH, :GRAD_CERT_TOKENS])
+        out.update(gradient_certificate_ratio=[float(v) for v in g["ratio"]],
+                   gradient_certificate_bound=[float(v) for v in g["bound"]],
+                   gradient_certificate_measured=[float(v) for v in g["measured"]])
+    except (ValueError, NotImplementedError) as exc:  # a placement or size the certificate does not cover: say so
         out["certificate_error"] = f"{type(exc).__name__}: {exc}"
     return out
+
+
+def _adamw(init_state, gpt: GPT, it: dict, lr_factors: list[float], betas, history, x) -> dict:
+    """F9 on one pre-LN run: the trajectory envelope's ratio per layer at the end, and at every logged step."""
+    if not certificates_available():
+        return {}
+    from verify.training import certificates as cert
+
+    try:
+        r = cert.adamw_envelope_ratio(init_state, gpt, lr=[it["lr"] * f for f in lr_factors],
+                                      weight_decay=it["weight_decay"], betas=betas, tokens=x, history=history)
+    except (ValueError, NotImplementedError) as exc:
+        return {"adamw_error": f"{type(exc).__name__}: {exc}"}
+    if not r["ratio"]:
+        return {}
+    return {"adamw_envelope_ratio": r["ratio"][-1],
+            "adamw": {k: r[k] for k in ("steps_checked", "deviation_ratio_max", "norm_ratio_max", "ratio_last",
+                                        "f3_ratio_last", "update_bound_limit", "decay_factor_last")}}
 
 
 def train_group(group: dict, spec: dict, corpus_path, corpus_bytes, instance_ids: list[int]) -> list[dict]:
@@ -290,8 +320,13 @@ def train_group(group: dict, spec: dict, corpus_path, corpus_bytes, instance_ids
     mrng = np.random.default_rng(777)
     mon_x, mon_y = corpus.batch("val", tr["monitor_batch"] * N_SUB, gcfg.block_size, mrng, model.device)
     log: list[dict] = []
+    f9 = group["gpt"]["placement"] == "pre" and certificates_available()
+    snaps: dict[int, list] = {i: [] for i in range(len(insts))}
 
     def on_log(step, m, hist):
+        if f9:  # the states F9 is checked on: every logged step (step 0 = the initial weights)
+            for i in range(len(insts)):
+                snaps[i].append((step, {k: v.detach().clone() for k, v in m.instance(i).state_dict().items()}))
         mom = _states_moments(m, mon_x[: tr["monitor_batch"]])
         log.append({"step": step, "weight_norm": _weight_norms(m), "mean_abs": mom["mean_abs"],
                     "entrywise_var": [v[-1] for v in mom["entrywise_var"]],
@@ -326,8 +361,11 @@ def train_group(group: dict, spec: dict, corpus_path, corpus_bytes, instance_ids
                       "final_norm": gcfg.stack.final_norm, "dtype": spec["dtype"]},
             "seconds_per_step": res.seconds / max(1, len(h["train_loss"])),
         }
-        rec.update(_certificates(gpt, group["gpt"]["placement"], mon_x[: tr["monitor_batch"]],
-                                 mon_y[: tr["monitor_batch"]]))
+        rec.update(_certificates(gpt, mon_x[:CERT_BATCH], mon_y[:CERT_BATCH],
+                                 gradient=not it["role"].startswith("ablation")))
+        if f9:
+            rec.update(_adamw(snaps[i][0][1], gpt, it, res.history["lr_factor"], tcfg.betas,
+                              [(t, st) for t, st in snaps[i][1:-1]], mon_x[:CERT_BATCH]))
         records.append(rec)
     return records
 
@@ -560,6 +598,12 @@ def model_data(spec, model, corpus, corpus_path, preset_name, retrain, workers, 
     pre_runs = by_key["pre"]
     if pre_runs and all("adamw_envelope_ratio" in r for r in pre_runs):
         data["adamw_envelope_ratio"] = {r["seed"]: r["adamw_envelope_ratio"] for r in pre_runs}
+    data["certificate_summary"] = {
+        k: {"forward_ratio_last": [r["certificate_ratio"][-1] for r in rs if "certificate_ratio" in r],
+            "gradient_ratio_first": [r["gradient_certificate_ratio"][0] for r in rs
+                                     if "gradient_certificate_ratio" in r],
+            "adamw_ratio_last": [r["adamw"]["ratio_last"][-1] for r in rs if "adamw" in r]}
+        for k, rs in by_key.items() if rs}
     data["certificates"] = ("computed by verify.training.certificates in the training process"
                             if all("certificate_ratio" in r for r in main) else
                             "not computed: verify.training.certificates is not available on this branch")
