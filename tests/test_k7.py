@@ -170,6 +170,23 @@ def test_growth_fit_rejects_bad_input():
         k7.fit_growth(np.full((3, 4, 6), np.nan))
     with pytest.raises(ValueError, match="preset"):
         k7.data("tpu")
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="preset 'gpu' needs a CUDA device"):
+            k7.data("gpu")
+
+
+def test_gpu_preset_designs_gpt2_small_and_a_48_block_model():
+    """The gpu preset (documented, not run without CUDA): GPT-2-small (12 × 768) and 48 blocks deep, 3 seeds each,
+    the same four placements and a λ grid of 4 values, through the same design function as the cpu preset."""
+    spec = k7.PRESET_SPECS["gpu"]
+    shapes = {(m["n_blocks"], m["d"]) for m in spec["models"]}
+    assert (12, 768) in shapes and any(b == 48 for b, _ in shapes) and spec["device"] == "cuda"
+    for m in spec["models"]:
+        groups = k7.design(spec, m)
+        keys = {it["key"] for g in groups for it in g["instances"] if not it["role"].startswith("ablation")}
+        assert keys == set(k7.KEYS) and len(groups[0]["instances"]) == len(spec["wd_grid"]) * len(spec["seeds"])
 
 
 def test_weight_decay_test_separates_only_beyond_the_seed_spread():
