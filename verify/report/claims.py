@@ -222,7 +222,7 @@ def k7_scale(fig: dict) -> str:
     runs = fig.get("runs", [])
     model = next((r.get("model") for r in runs if r.get("model")), None) or {}
     seeds = sorted({r["seed"] for r in k7_runs(fig)}, key=str)
-    n_layers = fig.get("n_layers") or model.get("n_steps")
+    n_layers = fig.get("n_residual_steps") or model.get("n_steps") or fig.get("n_layers")  # n_layers: blocks
     parts = [f"{n_layers} residual steps" if n_layers else "", f"d = {model['d']}" if "d" in model else "",
              f"{model['steps']} training steps" if "steps" in model else "", f"{len(seeds)} seed(s)"]
     return "trained GPTs on the embedded corpus, " + ", ".join(p for p in parts if p) + f" ({PAPER_SCALE})"
