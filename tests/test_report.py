@@ -331,3 +331,18 @@ def test_k5_on_the_committed_atlas():
     best = max(v["held_out_accuracy"] for v in atlas["baselines"].values())
     assert beats.verdict == ("reproduced" if atlas["held_out_accuracy"] > best else "not reproduced")
     assert all(p.verdict != "not tested" for p in parts.values())
+
+
+def _k7_stub(ratios: dict[str, float], field: str = "certificate_ratio") -> dict:
+    return {"runs": [{"key": k, "seed": s, "layers": {}, field: [0.5, v]} for k, v in ratios.items() for s in (0, 1)]}
+
+
+def test_certificate_goal_parts_need_every_placement_within_the_goal():
+    """Issue 8's usefulness goals: reproduced only if every placement's worst seed reaches the goal; one placement
+    short is undecided, all short is not reproduced (a certificate 10% under the goal must not pass)."""
+    part = lambda r: cl.certificate_goal_part(_k7_stub(r), "certificate_ratio", -1, 0.1, "forward").verdict  # noqa: E731
+    assert part({"pre": 0.7, "post": 0.99}) == "reproduced"
+    assert part({"pre": 0.09, "post": 0.99}) == "undecided"
+    assert part({"pre": 0.09, "post": 0.05}) == "not reproduced"
+    assert cl.certificate_goal_part(None, "certificate_ratio", -1, 0.1, "forward").verdict == "not tested"
+    assert cl.certificate_goal_part(_k7_stub({"pre": 0.5}), "adamw_envelope_ratio", -1, 0.1, "x").verdict == "not tested"
