@@ -239,17 +239,17 @@ class BatchedNorm(nn.Module):
             self.register_parameter("beta", None)
 
     def normalized(self, z: torch.Tensor) -> torch.Tensor:
-        """The gain-free part: (z − μ)/s for LayerNorm, z/r for RMSNorm."""
+        """The gain-free part: (z − μ)/s for LayerNorm, z/r for RMSNorm (s² the biased variance)."""
+        d = z.shape[-1]
         if self.kind == "layer":
-            c = z - z.mean(dim=-1, keepdim=True)
-            return c / torch.sqrt((c * c).mean(dim=-1, keepdim=True) + self.eps)
-        return z / torch.sqrt((z * z).mean(dim=-1, keepdim=True) + self.eps)
+            return nnf.layer_norm(z, (d,), eps=self.eps)
+        return nnf.rms_norm(z, (d,), eps=self.eps)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:  # z: (I, *batch, n, d)
-        y = _bcast(self.gamma, z, 1) * self.normalized(z)
-        if self.beta is not None:
-            y = y + _bcast(self.beta, z, 1)
-        return y
+        gamma = _bcast(self.gamma, z, 1)
+        if self.beta is None:
+            return gamma * self.normalized(z)
+        return torch.addcmul(_bcast(self.beta, z, 1), gamma, self.normalized(z))
 
 
 class BatchedAttention(nn.Module):
@@ -272,24 +272,35 @@ class BatchedAttention(nn.Module):
         *lead, n, d = t.shape
         return t.view(*lead, n, self.n_heads, d // self.n_heads).transpose(-2, -3)
 
+    def _mask(self, n: int, device) -> torch.Tensor:
+        return torch.ones(n, n, dtype=torch.bool, device=device).triu(1)
+
     def probs(self, u: torch.Tensor) -> torch.Tensor:
         """Attention probabilities P, shape (I, *batch, H, n, n); rows sum to one."""
         q = self._heads(u @ _bmat(self.W_q, u))
         k = self._heads(u @ _bmat(self.W_k, u))
         scores = q @ k.transpose(-1, -2) / math.sqrt(self.d // self.n_heads)  # (I, *b, H, n, n)
         if self.causal:
-            n = u.shape[-2]
-            mask = torch.ones(n, n, dtype=torch.bool, device=u.device).triu(1)
-            scores = scores.masked_fill(mask, float("-inf"))
+            scores = scores.masked_fill(self._mask(u.shape[-2], u.device), float("-inf"))
         return torch.softmax(scores, dim=-1)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:  # u: (I, *batch, n, d)
-        v = self._heads(u @ _bmat(self.W_v, u))  # (I, *b, H, n, d_h)
-        h = (self.probs(u) @ v).transpose(-2, -3)  # (I, *b, n, H, d_h)
-        out = h.reshape(*u.shape) @ _bmat(self.W_o, u)
-        if self.b_o is not None:
-            out = out + _bcast(self.b_o, u, 1)
-        return out
+        # One batched matmul for Q, K, V (the three maps side by side, (I, d, 3d)); heads become a batch dimension.
+        inst, n, d = u.shape[0], u.shape[-2], u.shape[-1]
+        heads, dh = self.n_heads, d // self.n_heads
+        w_qkv = torch.cat((self.W_q, self.W_k, self.W_v), dim=-1)
+        qkv = torch.bmm(u.reshape(inst, -1, d), w_qkv)  # (I, B·n, 3d)
+        qkv = qkv.view(inst, -1, n, 3, heads, dh).permute(3, 0, 1, 4, 2, 5)  # (3, I, B, H, n, d_h)
+        q, k, v = qkv.unbind(0)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(dh)  # (I, B, H, n, n)
+        if self.causal:
+            scores = scores.masked_fill(self._mask(n, u.device), float("-inf"))
+        h = (torch.softmax(scores, dim=-1) @ v).transpose(-2, -3).reshape(inst, -1, d)  # (I, B·n, d)
+        if self.b_o is None:
+            out = torch.bmm(h, self.W_o)
+        else:
+            out = torch.baddbmm(self.b_o.unsqueeze(1), h, self.W_o)
+        return out.view(u.shape)
 
 
 class BatchedMLP(nn.Module):
@@ -311,13 +322,12 @@ class BatchedMLP(nn.Module):
         return torch.relu(z) if self.activation == "relu" else nnf.gelu(z, approximate="none")
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:  # u: (I, *batch, n, d)
-        z = u @ _bmat(self.W1, u)
-        if self.b1 is not None:
-            z = z + _bcast(self.b1, u, 1)
-        out = self.phi(z) @ _bmat(self.W2, u)
-        if self.b2 is not None:
-            out = out + _bcast(self.b2, u, 1)
-        return out
+        inst, d = u.shape[0], u.shape[-1]
+        u3 = u.reshape(inst, -1, d)  # (I, B·n, d): the batch dims folded into rows, one bmm per map
+        z = torch.bmm(u3, self.W1) if self.b1 is None else torch.baddbmm(self.b1.unsqueeze(1), u3, self.W1)
+        h = self.phi(z)
+        out = torch.bmm(h, self.W2) if self.b2 is None else torch.baddbmm(self.b2.unsqueeze(1), h, self.W2)
+        return out.view(u.shape)
 
 
 class ResidualAdd(nn.Module):
@@ -417,13 +427,31 @@ class Stack(nn.Module):
                 value = std * torch.randn(shape, generator=gen, dtype=cpu)
             p.data = value
         self.to(device=self.device, dtype=cfg.dtype)
+        self._validated_weights = None  # new storage may reuse a freed address: validate afresh
         return self
 
     def checkrequire_real(self) -> None:
-        """Raise ValueError naming the first parameter that holds NaN or inf."""
+        """Raise ValueError naming the first parameter that holds NaN or inf (always reads every parameter)."""
         for name, p in self.named_parameters():
             if not bool(torch.isfinite(p).all()):
                 raise ValueError(f"parameter {name} contains NaN or inf")
+
+    def _weights_key(self) -> tuple:
+        """Identifies the current parameter values without reading them: storage, autograd version counter,
+        shape, dtype and device of every parameter. In-place updates (optimizer steps, ``copy_``,
+        ``load_state_dict``, writes under ``no_grad``) bump the version; ``.to``, ``reset_parameters`` and
+        assignments to ``p.data`` change the storage. Writes *through* ``p.data[...]`` bypass the version
+        counter, so after those call :meth:`checkrequire_real` yourself."""
+        return tuple((p.data_ptr(), p._version, p.shape, p.dtype, p.device) for p in self.parameters())
+
+    def check_weights(self) -> None:
+        """:meth:`checkrequire_real`, skipped when no parameter changed since the last call that passed: the
+        finiteness of the weights is checked once per weight change at the forward boundary, not per call
+        (reading every parameter cost 1.3–5× a whole forward pass at small widths)."""
+        key = self._weights_key()
+        if key != getattr(self, "_validated_weights", None):
+            self.checkrequire_real()
+            self._validated_weights = key
 
     def check_input(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor):
@@ -445,7 +473,7 @@ class Stack(nn.Module):
         """
         if validate:
             self.check_input(x)
-            self.checkrequire_real()
+            self.check_weights()
         states = [x]
         for step in self.steps:
             x = step(x)
