@@ -275,6 +275,15 @@ class BatchedAttention(nn.Module):
     def _mask(self, n: int, device) -> torch.Tensor:
         return torch.ones(n, n, dtype=torch.bool, device=device).triu(1)
 
+    def _mask_bias(self, n: int, dtype, device) -> torch.Tensor:
+        """The causal mask as an additive (n, n) bias (0 on and below the diagonal, −inf above), cached."""
+        key = (n, dtype, device)
+        cached = getattr(self, "_mask_cache", None)
+        if cached is None or cached[0] != key:
+            bias = torch.zeros(n, n, dtype=dtype, device=device).masked_fill(self._mask(n, device), float("-inf"))
+            self._mask_cache = cached = (key, bias)
+        return cached[1]
+
     def probs(self, u: torch.Tensor) -> torch.Tensor:
         """Attention probabilities P, shape (I, *batch, H, n, n); rows sum to one."""
         q = self._heads(u @ _bmat(self.W_q, u))
@@ -285,17 +294,30 @@ class BatchedAttention(nn.Module):
         return torch.softmax(scores, dim=-1)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:  # u: (I, *batch, n, d)
-        # One batched matmul for Q, K, V (the three maps side by side, (I, d, 3d)); heads become a batch dimension.
+        # Few, large kernels (the small-width regime is launch-bound): one batched matmul for Q, K, V (the three
+        # maps side by side, (I, d, 3d)); heads and batch elements as one batch dimension of 3-D matmuls; the
+        # scale 1/√d_h and the causal mask fused into the score matmul (baddbmm with an additive 0/−inf bias:
+        # adding 0 is exact, so only the scale's rounding differs from dividing by √d_h, within one ulp).
         inst, n, d = u.shape[0], u.shape[-2], u.shape[-1]
         heads, dh = self.n_heads, d // self.n_heads
         w_qkv = torch.cat((self.W_q, self.W_k, self.W_v), dim=-1)
         qkv = torch.bmm(u.reshape(inst, -1, d), w_qkv)  # (I, B·n, 3d)
-        qkv = qkv.view(inst, -1, n, 3, heads, dh).permute(3, 0, 1, 4, 2, 5)  # (3, I, B, H, n, d_h)
-        q, k, v = qkv.unbind(0)
-        scores = q @ k.transpose(-1, -2) / math.sqrt(dh)  # (I, B, H, n, n)
+        batch = qkv.shape[1] // n
+        if heads == 1:
+            q, k, v = (t.reshape(inst * batch, n, d) for t in qkv.split(d, dim=-1))
+        else:
+            qkv = qkv.view(inst, batch, n, 3, heads, dh).permute(3, 0, 1, 4, 2, 5)  # (3, I, B, H, n, d_h)
+            q, k, v = (t.reshape(inst * batch * heads, n, dh) for t in qkv.unbind(0))
+        scale = 1.0 / math.sqrt(dh)
         if self.causal:
-            scores = scores.masked_fill(self._mask(n, u.device), float("-inf"))
-        h = (torch.softmax(scores, dim=-1) @ v).transpose(-2, -3).reshape(inst, -1, d)  # (I, B·n, d)
+            scores = torch.baddbmm(self._mask_bias(n, u.dtype, u.device), q, k.transpose(-1, -2), alpha=scale)
+        else:
+            scores = torch.bmm(q, k.transpose(-1, -2)).mul_(scale)
+        h = torch.bmm(torch.softmax(scores, dim=-1), v)  # (I·B·H, n, d_h)
+        if heads == 1:
+            h = h.view(inst, -1, d)
+        else:
+            h = h.view(inst, batch, heads, n, dh).transpose(2, 3).reshape(inst, -1, d)  # (I, B·n, d)
         if self.b_o is None:
             out = torch.bmm(h, self.W_o)
         else:
