@@ -213,6 +213,11 @@ class StackConfig:
 
 
 # ---- helpers -------------------------------------------------------------------------------------------------
+# Widths up to which attention concatenates W_Q, W_K, W_V for one matmul (fewer kernels where launches dominate);
+# wider, the per-call weight copy costs about as much as the projection at a few tokens, so it runs three matmuls.
+FUSED_QKV_MAX_D = 64
+
+
 def _bcast(p: torch.Tensor, x: torch.Tensor, tail: int) -> torch.Tensor:
     """View parameter ``p`` of shape (I, *t) with ``len(t) == tail`` so it broadcasts against x (I, *batch, ...)."""
     extra = x.dim() - 1 - tail
@@ -300,14 +305,18 @@ class BatchedAttention(nn.Module):
         # adding 0 is exact, so only the scale's rounding differs from dividing by √d_h, within one ulp).
         inst, n, d = u.shape[0], u.shape[-2], u.shape[-1]
         heads, dh = self.n_heads, d // self.n_heads
-        w_qkv = torch.cat((self.W_q, self.W_k, self.W_v), dim=-1)
-        qkv = torch.bmm(u.reshape(inst, -1, d), w_qkv)  # (I, B·n, 3d)
-        batch = qkv.shape[1] // n
+        u3 = u.reshape(inst, -1, d)
+        batch = u3.shape[1] // n
+        if d <= FUSED_QKV_MAX_D:  # launch-bound: one kernel; the copy of the weights is cheap
+            qkv = torch.bmm(u3, torch.cat((self.W_q, self.W_k, self.W_v), dim=-1))  # (I, B·n, 3d)
+            parts = qkv.split(d, dim=-1)
+        else:  # wide: copying 3d² weights per instance every call would cost as much as the matmul itself
+            parts = [torch.bmm(u3, w) for w in (self.W_q, self.W_k, self.W_v)]
         if heads == 1:
-            q, k, v = (t.reshape(inst * batch, n, d) for t in qkv.split(d, dim=-1))
+            q, k, v = (t.reshape(inst * batch, n, d) for t in parts)
         else:
-            qkv = qkv.view(inst, batch, n, 3, heads, dh).permute(3, 0, 1, 4, 2, 5)  # (3, I, B, H, n, d_h)
-            q, k, v = (t.reshape(inst * batch * heads, n, dh) for t in qkv.unbind(0))
+            q, k, v = (t.reshape(inst, batch, n, heads, dh).transpose(2, 3).reshape(inst * batch * heads, n, dh)
+                       for t in parts)  # (I·B·H, n, d_h)
         scale = 1.0 / math.sqrt(dh)
         if self.causal:
             scores = torch.baddbmm(self._mask_bias(n, u.dtype, u.device), q, k.transpose(-1, -2), alpha=scale)
