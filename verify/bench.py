@@ -21,8 +21,8 @@
    mpmath's pure-Python backend (a subprocess with ``MPMATH_NOGMPY=1``, since mpmath picks its backend at
    import) and, when python-flint is installed, with the arb backend (:mod:`verify.engine.oracle_flint`).
 
-Timings are medians of repeated runs after a warm-up, all in one process so their ratios share the machine's
-state; input/weight validation is excluded (``validate=False``). One intra-op thread by default (on a shared
+Timings are medians of repeated runs after a warm-up, all in one process, the four contenders of a record timed
+round-robin (:func:`time_group`) so that their ratios share the machine's state; input/weight validation is excluded (``validate=False``). One intra-op thread by default (on a shared
 machine OpenMP contention otherwise slows the small kernels 3–10×). The default run takes a few minutes on the
 shared 2-core reference machine; ``--quick`` (used by the test) seconds on tiny sizes. The ratios are the point,
 not the absolute values.
@@ -43,7 +43,7 @@ from pathlib import Path
 
 # d = 256 runs 2 blocks (4 steps) instead of 4 so that engine, vmap copy and gradients fit a shared machine's memory.
 FULL = dict(placements=("pre", "peri"), widths=(16, 64, 256), instances=(8, 64), tokens=16,
-            blocks={16: 4, 64: 4, 256: 2}, min_seconds=0.2, oracle=dict(n_blocks=32, d=16, tokens=4, dps=50))
+            blocks={16: 4, 64: 4, 256: 2}, min_seconds=1.0, oracle=dict(n_blocks=32, d=16, tokens=4, dps=50))
 QUICK = dict(placements=("peri",), widths=(8, 16), instances=(2, 4), tokens=4, blocks={8: 1, 16: 1},
              min_seconds=0.01, oracle=dict(n_blocks=2, d=4, tokens=2, dps=50))
 MODES = ("fwd", "fwdbwd")
@@ -83,6 +83,25 @@ def time_call(fn, device, min_seconds: float, min_repeats: int = 3) -> float:
         if len(times) >= 200:
             break
     return statistics.median(times)
+
+
+def time_group(fns: dict, device, min_seconds: float, min_repeats: int = 5, max_repeats: int = 100) -> dict:
+    """Median seconds of each ``fns[k]()``, timed round-robin (one call of each in turn, after one warm-up each),
+    so that on a shared machine every contender sees the same load: the ratios are what this is for. Stops once
+    every contender has ≥ ``min_repeats`` calls and the slowest has used ≥ ``min_seconds``."""
+    for fn in fns.values():
+        fn()
+    _sync(device)
+    times: dict = {k: [] for k in fns}
+    while True:
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times[k].append(time.perf_counter() - t0)
+        n = len(times[next(iter(fns))])
+        if n >= max_repeats or (n >= min_repeats and max(sum(v) for v in times.values()) >= min_seconds):
+            return {k: statistics.median(v) for k, v in times.items()}
 
 
 # ---- the peer: a plain nn.Module stack for ONE instance -------------------------------------------------------
@@ -281,9 +300,9 @@ def bench_engine(placement: str, d: int, n_instances: int, n_tokens: int, n_bloc
     with torch.no_grad():
         fwd = dict(engine_s=lambda: stack(x, validate=False), vmap_s=lambda: peer(peer_params, x),
                    loop_s=lambda: [s(x[i:i + 1], validate=False) for i, s in enumerate(singles)], bmm_s=bmm_chain)
-        rows.append(dict(mode="fwd", **{k: time_call(f, device, min_seconds) for k, f in fwd.items()}))
+        rows.append(dict(mode="fwd", **time_group(fwd, device, min_seconds)))
     fb = dict(engine_s=engine_fb, vmap_s=vmap_fb, loop_s=loop_fb, bmm_s=bmm_fb)
-    rows.append(dict(mode="fwdbwd", **{k: time_call(f, device, min_seconds) for k, f in fb.items()}))
+    rows.append(dict(mode="fwdbwd", **time_group(fb, device, min_seconds)))
     out = []
     for r in rows:
         factor = 1.0 if r["mode"] == "fwd" else 3.0  # backward: two matmuls per forward matmul
