@@ -9,9 +9,10 @@ What it is not: a fast training kernel or a faithful copy of any library's block
 semantics that ``theory/`` is written against, spelled out so every step can be hooked and every weight read.
 Within that, the hot path issues few, large kernels (``python -m verify.bench`` measures it against a torch.func
 ensemble, a loop and an equal-FLOP bmm): heads and batch elements are one batch dimension of 3-D matmuls, biases
-ride in ``baddbmm``, the attention scale and causal mask are fused into the score matmul, norms are torch's
-native ``layer_norm``/``rms_norm`` (then the per-instance γ, β), GELU stays the exact erf form, and the weights'
-finiteness is checked once per weight change (:meth:`Stack.check_weights`), not on every call. The step rules:
+ride in ``baddbmm``, the attention scale and causal mask are fused into the score matmul, LayerNorm is two-pass
+(cancellation-safe) and RMSNorm torch's native kernel, γ and β are one ``addcmul``, GELU stays the exact erf
+form, and the weights' finiteness is checked once per weight change (:meth:`Stack.check_weights`), not on every
+call. The step rules:
 
     step k (sublayer F_k, step size Δt_k, norm N):
       post      X⁺ = N(X + Δt F(X))
@@ -251,11 +252,16 @@ class BatchedNorm(nn.Module):
             self.register_parameter("beta", None)
 
     def normalized(self, z: torch.Tensor) -> torch.Tensor:
-        """The gain-free part: (z − μ)/s for LayerNorm, z/r for RMSNorm (s² the biased variance)."""
-        d = z.shape[-1]
+        """The gain-free part: (z − μ)/s for LayerNorm, z/r for RMSNorm (s² the biased variance).
+
+        LayerNorm stays two-pass (centre, then the mean of squares of the centred row): torch's native layer_norm
+        loses digits to cancellation on rows with a large mean and a small spread (the N1/N3 checks at input
+        mean −5, scale 1e-3, ε = 0 exceeded their round-off tolerance by 2–5× with it). RMSNorm has no such
+        cancellation and uses the native kernel."""
         if self.kind == "layer":
-            return nnf.layer_norm(z, (d,), eps=self.eps)
-        return nnf.rms_norm(z, (d,), eps=self.eps)
+            c = z - z.mean(dim=-1, keepdim=True)
+            return c / torch.sqrt((c * c).mean(dim=-1, keepdim=True) + self.eps)
+        return nnf.rms_norm(z, (z.shape[-1],), eps=self.eps)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:  # z: (I, *batch, n, d)
         gamma = _bcast(self.gamma, z, 1)
@@ -305,12 +311,24 @@ class BatchedAttention(nn.Module):
             scores = scores.masked_fill(self._mask(u.shape[-2], u.device), float("-inf"))
         return torch.softmax(scores, dim=-1)
 
+    def _forward_broadcast(self, u: torch.Tensor) -> torch.Tensor:
+        """The same map by broadcasting matmuls, for weights whose instance dimension broadcasts against u's
+        leading one (e.g. a single trained instance applied to a batch laid out as instances)."""
+        v = self._heads(u @ _bmat(self.W_v, u))  # (I, *b, H, n, d_h)
+        h = (self.probs(u) @ v).transpose(-2, -3)  # (I, *b, n, H, d_h)
+        out = h.reshape(*u.shape) @ _bmat(self.W_o, u)
+        if self.b_o is not None:
+            out = out + _bcast(self.b_o, u, 1)
+        return out
+
     def forward(self, u: torch.Tensor) -> torch.Tensor:  # u: (I, *batch, n, d)
         # Few, large kernels (the small-width regime is launch-bound): one batched matmul for Q, K, V (the three
         # maps side by side, (I, d, 3d)); heads and batch elements as one batch dimension of 3-D matmuls; the
         # scale 1/√d_h and the causal mask fused into the score matmul (baddbmm with an additive 0/−inf bias:
         # adding 0 is exact, so only the scale's rounding differs from dividing by √d_h, within one ulp).
         inst, n, d = u.shape[0], u.shape[-2], u.shape[-1]
+        if self.W_q.shape[0] != inst:  # one instance's weights broadcast over a leading batch dimension
+            return self._forward_broadcast(u)
         heads, dh = self.n_heads, d // self.n_heads
         u3 = u.reshape(inst, -1, d)
         batch = u3.shape[1] // n
@@ -361,6 +379,12 @@ class BatchedMLP(nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:  # u: (I, *batch, n, d)
         inst, d = u.shape[0], u.shape[-1]
+        if self.W1.shape[0] != inst:  # one instance's weights broadcast over a leading batch dimension
+            z = u @ _bmat(self.W1, u)
+            if self.b1 is not None:
+                z = z + _bcast(self.b1, u, 1)
+            out = self.phi(z) @ _bmat(self.W2, u)
+            return out if self.b2 is None else out + _bcast(self.b2, u, 1)
         u3 = u.reshape(inst, -1, d)  # (I, B·n, d): the batch dims folded into rows, one bmm per map
         z = torch.bmm(u3, self.W1) if self.b1 is None else torch.baddbmm(self.b1.unsqueeze(1), u3, self.W1)
         h = self.phi(z)
