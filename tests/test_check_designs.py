@@ -173,7 +173,7 @@ def test_coordinate_check_json_and_plots(tmp_path, capsys):
     for line in ("forward growth:", "placement:", "expected curve", "residual identity:", "criterion",
                  "coordinate check", "after 5 training steps", "bound (any-weights"):
         assert line in out, line
-    assert data["advice"] is None  # the criterion/advice section is reserved for the predicted stable region
+    assert data["advice"]["lines"] and all(f"advice: {line}" in out for line in data["advice"]["lines"])  # issue 9
 
 
 @pytest.mark.slow

@@ -297,3 +297,37 @@ def test_report_renders_in_headless_chromium(real_report, tmp_path):
     assert 'id="summary"' in dom and 'id="claims"' in dom and 'id="catalogue"' in dom
     assert "PASS</span>" in dom and "NOT VERIFIED</span>" in dom
     assert any(f"{v}</span>" in dom for v in cl.VERDICTS)
+
+
+def _atlas_stub(s4: float, best_baseline: float, within: tuple[bool, ...]) -> dict:
+    """A minimal atlas record: the numbers K5's atlas parts read (no runs needed for the first three parts)."""
+    return {"runs": [{"config": {}}], "preset": "stub", "grid": {}, "held_out_accuracy": s4, "held_out_auc": 0.9,
+            "primary": "s4_probe", "baselines": {"lr_only": {"held_out_accuracy": best_baseline}},
+            "max_lr": {f"pre/L={i}": {"within_2x": w, "predicted_max_lr": 1.0, "measured_max_lr": 1.0}
+                       for i, w in enumerate(within)}}
+
+
+def test_k5_atlas_parts_decide_usefulness_against_the_baselines():
+    """K5 as a predictor: S4 reproduced only when it beats the best baseline strictly and its largest stable lr is
+    within 2x everywhere; a tie with a constant-lr threshold (what the cpu atlas measures) is 'not reproduced'."""
+    good = {p.name: p.verdict for p in cl.atlas_parts(_atlas_stub(0.95, 0.90, (True, True)))}
+    tie = {p.name: p.verdict for p in cl.atlas_parts(_atlas_stub(0.95, 0.95, (True, False)))}
+    bad = {p.name: p.verdict for p in cl.atlas_parts(_atlas_stub(0.85, 0.95, (False, False)))}
+    acc, beats, lr = (n for n in good if not n.startswith("S4 uses"))
+    assert (good[acc], good[beats], good[lr]) == ("reproduced", "reproduced", "reproduced")
+    assert (tie[acc], tie[beats], tie[lr]) == ("reproduced", "not reproduced", "undecided")
+    assert (bad[acc], bad[beats], bad[lr]) == ("not reproduced", "not reproduced", "not reproduced")
+    assert all(p.verdict == "not tested" for p in cl.atlas_parts(None))
+
+
+def test_k5_on_the_committed_atlas():
+    """On the committed cpu atlas, K5's predictor parts carry the measured numbers and the criterion's tie with the
+    best baseline is reported, not hidden."""
+    atlas = cl.load_figures(Path(__file__).resolve().parents[1] / "figures", ("atlas",))["atlas"]
+    if atlas is None:
+        pytest.skip("figures/atlas.json not generated")
+    parts = {p.name: p for p in cl.atlas_parts(atlas)}
+    beats = next(p for n, p in parts.items() if "baselines" in n)
+    best = max(v["held_out_accuracy"] for v in atlas["baselines"].values())
+    assert beats.verdict == ("reproduced" if atlas["held_out_accuracy"] > best else "not reproduced")
+    assert all(p.verdict != "not tested" for p in parts.values())

@@ -13,8 +13,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS = ("engine.md", "N.md", "F1-F4.md", "F5.md", "F6.md", "B.md", "S.md", "U.md", "X.md", "C.md", "figures-3-5.md",
+CHAPTERS = ("engine.md", "N.md", "F1-F4.md", "F5.md", "F6.md", "F8-F9.md", "B.md", "S.md", "atlas.md", "U.md", "X.md",
+            "C.md", "figures-3-5.md",
             "evidence.md")
+CHAPTERS = CHAPTERS[:CHAPTERS.index("C.md") + 1] + ("G.md",) + CHAPTERS[CHAPTERS.index("C.md") + 1:]
 
 HEADER = """# Theorems, statements and proofs
 

@@ -260,8 +260,8 @@ def _run(opts: Options, design: Design, progress: Progress) -> dict:
         "notes": notes,
         **_public(init),
         "criterion": crit,
-        # The predicted stable (Δt, learning-rate) region from a divergence atlas goes here (another module).
-        "advice": None,
+        # The predicted stable (Δt, learning-rate) region from the divergence atlas (verify.atlas, S4).
+        "advice": _advice(opts, design, init, trained),
         "coord_check": coord,
         "after_training": trained,
     }
@@ -272,6 +272,20 @@ def _run(opts: Options, design: Design, progress: Progress) -> dict:
                               "expected_label": want, "regime": own, "statement": own_says,
                               "agrees": own == init["growth"]["regime"]}
     return result
+
+
+def _advice(opts: Options, design: Design, init: dict, trained: dict | None) -> dict | None:
+    """verify.atlas.advice for the declared zoo placement (or the recognised one); None without atlas data."""
+    from verify.atlas import advice
+
+    placement = opts.placement if design.kind == "zoo" else init["placement"]["label"]
+    tr = trained["training"] if trained else None
+    try:
+        return advice(placement, opts.depth, opts.d, dt=opts.dt, lr=opts.lr,
+                      trained=None if tr is None else {"loss_first": tr["loss_first"], "loss_last": tr["loss_last"]})
+    except ValueError as exc:  # no atlas data, or a placement the atlas does not cover
+        return {"lines": [f"no atlas prediction: {exc}"], "predicted_region": None, "recommended_dt": None,
+                "atlas_accuracy": None}
 
 
 def _public(analysis: dict) -> dict:

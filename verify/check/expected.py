@@ -119,7 +119,14 @@ def expected_at_init(layers: Sequence[ChainLayer], traj: Trajectory, per_layer: 
             energy = row_mean_square(upd)
             denom = math.sqrt(float((upd * upd).sum()) * float((p * p).sum()))
             cross.append(float((upd * p).sum()) / denom if denom > 0 else 0.0)  # cosine of update and stream
-            m_hat = lam * lam * m_hat + branch_factor * energy
+            if invariant or lam != 1.0:
+                m_hat = lam * lam * m_hat + branch_factor * energy
+            else:
+                # λ not resolved (a gain |λ − 1| below 4 SE, e.g. modded-nanogpt's √1.1 at a few instances): the
+                # probe already has the predicted scale, so m⁺ = E‖s(X)‖²/n itself, which keeps the 2(λ − 1)m
+                # that m + E‖s(X) − X‖²/n would drop (it compounds over layers); the cross term 2⟨X, F⟩ is
+                # zero-mean per instance, so it widens the band instead of biasing the curve
+                m_hat = row_mean_square(out) + (branch_factor - 1.0) * energy
         curve.append(m_hat.clone())
     m_hat = torch.stack(curve, dim=1).numpy()
     return {"available": True, **_verdict(traj.m, m_hat, max(deltas) + ROUNDOFF), "cross_term_cosine":

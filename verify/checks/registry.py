@@ -36,6 +36,9 @@ CHECK_MODULES = (
     "verify.checks.trained",
     "verify.checks.neighbours",
     "verify.checks.sanity",
+    "verify.checks.atlas",
+    "verify.checks.certificates",
+    "verify.checks.gallery",
 )
 
 

@@ -18,6 +18,11 @@ lower side), and the batch norms ‖p_k‖² = Σ_b ‖p_k^(b)‖² are compared
 per-sequence envelopes. A second envelope uses the exact rates ‖A_k − I‖: the gap between the two is what B2
 gives away, the gap between the exact-rate envelope and the measurement is what the product in B3 gives away.
 
+On the trained row the F8 certificate (``verify.training.certificates``) is drawn as well: the B3 envelope with this
+model's own exact step Jacobians, chained (∏‖A_j‖₂) and end to end (‖A_kᵀ⋯A_{K−1}ᵀ‖₂), per sequence, plus the
+forward certificate of the same model (F1/F2/F3 with its own constants; none: F4's regime has none). Its
+measured/bound ratios per layer are in ``placements[p]["trained"]["certificate"]``.
+
 ``trained_state`` (the seeded short training of one tiny GPT) is shared with figure 4 (``dt_sweep``) and
 cached per process, so a run of both figures trains each (placement, Δt) once.
 
@@ -43,6 +48,11 @@ from verify.checks.backward import (
 )
 from verify.engine.devices import single_thread
 from verify.figures import register_figure, style
+from verify.training.certificates import (
+    SUPPORTED_RULES,
+    forward_certificate,
+    gradient_certificate,
+)
 from verify.training.corpus import load_corpus
 from verify.training.gpt import GPT, GPTConfig, gpt_config
 from verify.training.train import TrainConfig, train
@@ -304,6 +314,20 @@ def measure(model: GPT, idx, targets) -> dict:
     return _clean(rec)
 
 
+def certificate(model: GPT, idx, targets) -> dict:
+    """F8 on one (trained) model: the gradient certificate (all tiers, per-layer ratios) and, where the placement
+    has one, the forward certificate (per-layer ratios of each tier, and the last layer's loss factors)."""
+    g = gradient_certificate(model, idx, targets, end_to_end=True)
+    rec = {"gradient": {"measured": g["measured"], "bound": g["bound"], "ratio": g["ratio"],
+                        "headline": g["headline"], "one_step": g["one_step"],
+                        "tiers": g["tiers"]}, "forward": None}
+    if all(st.rule in SUPPORTED_RULES for st in model.stack.steps):
+        f = forward_certificate(model, idx)
+        rec["forward"] = {"measured": f["measured"], "bound": f["bound"], "ratio": f["ratio"],
+                          "tiers": {k: v["ratio"] for k, v in f["tiers"].items()}, "loss_factors": f["loss_factors"]}
+    return _clean(rec)
+
+
 # ---- the figure's data and drawing --------------------------------------------------------------------------
 def data(preset: str = "cpu", fast: bool = False, seed: int = 0, data_path: str | None = None,
          placements=PLACEMENTS, dt: float = 1.0) -> dict:
@@ -321,8 +345,10 @@ def data(preset: str = "cpu", fast: bool = False, seed: int = 0, data_path: str 
     for placement in placements:
         state, summary = trained_state(preset, bool(fast), int(seed), placement, float(dt), data_path)
         init = measure(measurement_model(s, placement, dt, seed, None, data_path), idx, targets)
-        trained = measure(measurement_model(s, placement, dt, seed, state, data_path), idx, targets)
+        trained_model = measurement_model(s, placement, dt, seed, state, data_path)
+        trained = measure(trained_model, idx, targets)
         trained.update(summary)
+        trained["certificate"] = certificate(trained_model, idx, targets)
         init["grad_norm_by_seed"] = {str(seed): init["grad_norm"]}
         trained["grad_norm_by_seed"] = {str(seed): trained["grad_norm"]}
         for other in range(int(seed) + 1, int(seed) + GAIN_SEEDS):
@@ -368,6 +394,13 @@ def draw(data: dict, path: Path) -> list[Path]:
                 if rec["residual"]:
                     ax.plot(k, np.maximum(lo, floor), color=c, **style.THEORY)
                     ax.plot(k, np.maximum(xl, floor), color="0.3", **style.THEORY_ALT)
+                cert = rec.get("certificate")
+                if cert is not None:
+                    ce = _arr(cert["gradient"]["tiers"]["end_to_end"]["bound"]) / ref
+                    cg = _arr(cert["gradient"]["tiers"]["exact_gains"]["bound"]) / ref
+                    ax.plot(k, cg, color="0.55", lw=0.9, ls="-.", label="F8: ∏‖A_j‖ (own Jacobians)", zorder=3)
+                    ax.plot(k, ce, color="k", lw=0.9, ls=(0, (1, 1)), label="F8: ‖∏A_jᵀ‖ (own Jacobians)", zorder=3)
+                    hi_all.append(np.nanmax(ce))
                 ax.plot(k, p / ref, color=c, label="measured", **style.MEASURED)
                 lo_all.append(np.nanmin(p / ref))
                 hi_all.append(np.nanmax(up))
@@ -375,6 +408,10 @@ def draw(data: dict, path: Path) -> list[Path]:
                 ax.grid(alpha=0.3, which="major", lw=0.3)
                 cont = rec["containment"]
                 extra = f"\nval loss {rec['val_loss']:.2f}" if when == "trained" else ""
+                if cert is not None:
+                    extra += f"\nF8 ratio at k=0: {cert['gradient']['ratio'][0]:.2f}"
+                    if cert["forward"] is not None:
+                        extra += f"\nfwd F8 ratio at K: {cert['forward']['ratio'][-1]:.2f}"
                 ax.text(0.97, 0.97, f"‖A−I‖/B2 ≤ {cont['b2_ratio_max']:.2f}{extra}", transform=ax.transAxes,
                         ha="right", va="top", fontsize=6)
                 if row == 0:
@@ -384,8 +421,9 @@ def draw(data: dict, path: Path) -> list[Path]:
             axes[row][0].set_ylabel(f"{'at init' if when == 'init' else 'trained'}: ‖p_k‖ / ‖p_K‖")
             axes[row][0].set_ylim(max(floor, 0.5 * min(lo_all)), 3 * max(hi_all))
         axes[0][-1].legend(loc="center right", fontsize=5.5)
+        axes[1][-1].legend(loc="center right", fontsize=5)
         fig.suptitle("Gradient norms p_k = ∂loss/∂X_k vs the B3 envelope ∏(1 ± a_j)‖p_K‖ "
-                     "(post: ∏ of ‖A_j‖ bounds, no lower side)")
+                     "(post: ∏ of ‖A_j‖ bounds, no lower side)\ntrained row: also F8, the B3 chain with the model's own Jacobians")
         return style.save(fig, Path(path))
 
 

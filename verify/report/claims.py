@@ -43,7 +43,7 @@ K7_KEYS = ("pre", "peri", "peri_small_dt", "post")
 PAPER_SCALE = "paper: GPT-2 XL, 48 layers"
 # "Does nothing for post": |slope exponent| below this changes the slope by < 16 % over the sweep's 20× range of Δt.
 POST_DT_EXPONENT = 0.05
-FIGURES_READ = ("k7_moments", "grad_norms", "dt_sweep", "init_growth")
+FIGURES_READ = ("k7_moments", "grad_norms", "dt_sweep", "init_growth", "atlas")
 
 
 @dataclasses.dataclass
@@ -496,6 +496,68 @@ def claim_k4(by_id, figs) -> list[Part]:
     return parts
 
 
+
+ATLAS_ACCURACY_GOAL = 0.9  # issue 9's goal for the held-out accuracy of the predictive criterion
+ATLAS_LR_FACTOR = 2.0  # issue 9's goal: the predicted largest stable lr within 2x of the measured one
+ATLAS_SWAP_LOSS = 0.02  # a criterion that uses the placement loses >= 2 points when placements are swapped
+
+
+def atlas_scale(atlas: dict) -> str:
+    g = atlas.get("grid", {})
+    return (f"divergence atlas ({atlas.get('preset', '?')} preset): {len(atlas.get('runs', []))} short AdamW runs, "
+            f"d = {g.get('d')}, depths {g.get('depths')} blocks, Δt ∈ {g.get('dts')}, lr ∈ {g.get('lrs')}, "
+            f"{g.get('steps')} steps, seeds {g.get('seeds')} ({PAPER_SCALE})")
+
+
+def atlas_parts(atlas: dict | None) -> list[Part]:
+    """K5 as a predictor (issue 9): S4's held-out accuracy, whether it beats the baselines a practitioner would use,
+    whether its largest stable lr is within 2x of the measured one for every placement and depth (Δt = 1), and
+    whether it uses the placement at all (swapping the placements' init measurements must cost accuracy)."""
+    names = ("S4 predicts which (Δt, lr) train, held-out accuracy ≥ 90 %",
+             "S4 beats the practitioner's baselines (held-out accuracy)",
+             "S4's largest stable lr within 2× of the measured one, every placement and depth",
+             "S4 uses the placement (swapped placements score ≥ 2 points worse)")
+    if not atlas or not atlas.get("runs"):
+        return [Part(n, "not tested", "figures/atlas.json not generated", core=(i == 0)) for i, n in enumerate(names)]
+    scale = atlas_scale(atlas)
+    acc = float(atlas["held_out_accuracy"])
+    parts = [Part(names[0], "reproduced" if acc >= ATLAS_ACCURACY_GOAL else "not reproduced",
+                  f"held-out accuracy {acc:.3f}, AUC {atlas['held_out_auc']:.3f} (constant fitted on the other half)",
+                  {"held_out_accuracy": acc, "held_out_auc": atlas["held_out_auc"], "primary": atlas.get("primary")},
+                  scale)]
+    base = {k: v["held_out_accuracy"] for k, v in atlas.get("baselines", {}).items()}
+    best = max(base, key=base.get) if base else None
+    beats = bool(base) and all(acc > v for v in base.values())
+    parts.append(Part(names[1], "reproduced" if beats else "not reproduced",
+                      (f"S4 {acc:.3f} vs best baseline {best} {base[best]:.3f}" if best else "no baselines scored")
+                      + ("" if beats else ": the criterion adds nothing over that baseline at this scale"),
+                      {"s4": acc, "baselines": base}, scale, core=False))
+    rows = atlas.get("max_lr", {})
+    within = {k: bool(r.get("within_2x")) for k, r in rows.items()}
+    n_ok = sum(within.values())
+    parts.append(Part(names[2], "reproduced" if within and n_ok == len(within) else
+                      ("not reproduced" if within and n_ok == 0 else ("undecided" if within else "not tested")),
+                      f"{n_ok} of {len(within)} (placement, depth) cells within 2× at Δt = 1"
+                      + ("; misses: " + ", ".join(k for k, v in within.items() if not v) if n_ok < len(within) else ""),
+                      {k: {"predicted": r.get("predicted_max_lr"), "measured": r.get("measured_max_lr")}
+                       for k, r in rows.items()}, scale, core=False))
+    try:
+        from verify.atlas import analysis
+
+        runs = [{k: v for k, v in r.items() if k != "split"} for r in atlas["runs"]]
+        swap = {"post": "none", "none": "post", "pre": "peri", "peri": "pre", "deepnorm": "lns", "lns": "deepnorm",
+                "mixln": "pre"}
+        wrong = analysis.score(analysis.swap_placements(runs, swap), atlas["primary"])["held_out_accuracy"]
+        uses = acc - wrong >= ATLAS_SWAP_LOSS
+        parts.append(Part(names[3], "reproduced" if uses else "not reproduced",
+                          f"held-out accuracy {acc:.3f} with each run's own init measurements, {wrong:.3f} with "
+                          "another placement's" + ("" if uses else ": the criterion is placement-blind here"),
+                          {"accuracy": acc, "swapped_accuracy": wrong, "swap": swap}, scale, core=False))
+    except (KeyError, ValueError) as exc:
+        parts.append(Part(names[3], "not tested", f"atlas runs lack what the swap needs ({exc})", core=False))
+    return parts
+
+
 def claim_k5(by_id, figs) -> list[Part]:
     sweep = figs.get("dt_sweep")
     parts = []
@@ -530,6 +592,7 @@ def claim_k5(by_id, figs) -> list[Part]:
                               "S3", instances="random", scale="hypothesis-drawn stacks, d ≤ 10"))
     parts.append(records_part(by_id, "the (B, τ) criterion's admissible Δt keeps the measured gains in budget",
                               "S1", instances=("random", "witness"), scale="drawn stacks and aligned witnesses"))
+    parts.extend(atlas_parts(figs.get("atlas")))
     return parts
 
 

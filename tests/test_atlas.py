@@ -1,0 +1,291 @@
+"""Issue 9: the divergence atlas, the predictive criterion S4 (theory/predictive.py) and the advice in verify.check.
+
+Claims checked: the scores (ROC AUC, accuracy, the fitted threshold) agree with brute-force computations; the
+split is a fixed, outcome-blind half; the test-size grid trains, records every field and is cached; on the
+committed cpu atlas a boundary off by 2× or placements swapped score visibly worse than S4 (meta-tests); the
+fitted constant never sees the held-out half; S2's water-filling schedule has the requested total time; the
+advice carries the atlas accuracy and, after a short run, whether the prediction held.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+
+from theory import predictive as pr
+from verify.atlas import ATLAS_JSON, advice, analysis, runner, schedules
+
+# ---- theory/predictive.py against brute force -------------------------------------------------------------------
+
+
+def test_roc_auc_is_the_pairwise_probability():
+    """AUC = P(score₊ > score₋) + ½P(tie), computed here by enumerating every pair (independent of the ranks)."""
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        s = np.round(rng.normal(size=30), 1)  # rounding makes ties
+        y = rng.random(30) < 0.4
+        pairs = [(a, b) for a, b in itertools.product(s[y], s[~y])]
+        brute = np.mean([1.0 if a > b else 0.5 if a == b else 0.0 for a, b in pairs])
+        assert pr.roc_auc(s, y) == pytest.approx(brute, abs=1e-12)
+    assert math.isnan(pr.roc_auc([1.0, 2.0], [True, True]))
+    assert pr.roc_auc([1, 2, 3, 4], [False, False, True, True]) == 1.0
+    assert pr.roc_auc([4, 3, 2, 1], [False, False, True, True]) == 0.0
+
+
+def test_fit_threshold_attains_the_least_training_error():
+    """No threshold on a fine grid makes fewer errors than the fitted one (brute force over 2000 candidates)."""
+    rng = np.random.default_rng(4)
+    s = rng.normal(size=80)
+    y = s + 0.7 * rng.normal(size=80) > 0.3
+    theta = pr.fit_threshold(s, y)
+    best = min(np.sum((s > t) != y) for t in np.linspace(-4, 4, 2000))
+    assert np.sum((s > theta) != y) <= best
+
+
+def test_split_is_fixed_blind_and_about_half():
+    """The same key lands in the same half; 2000 keys split 50 % ± 4 SE (false alarm 6e-5)."""
+    keys = [f"pre|L={L}|dt={dt}|lr={lr}|seed=0" for L in range(20) for dt in range(10) for lr in range(10)]
+    halves = [pr.split_half(k) for k in keys]
+    assert halves == [pr.split_half(k) for k in keys]
+    frac = np.mean([h == "fit" for h in halves])
+    assert abs(frac - 0.5) <= 4 * math.sqrt(0.25 / len(keys))
+    with pytest.raises(ValueError, match="key"):
+        pr.split_half("")
+
+
+def test_crossing_lr_interpolates_in_log_lr():
+    lrs = [0.1, 0.2, 0.4, 0.8]
+    lr, cens = pr.crossing_lr(lrs, [0.0, 1.0, 3.0, 9.0], 2.0)
+    assert cens is None and lr == pytest.approx(math.exp(math.log(0.2) + 0.5 * math.log(2)))
+    assert pr.crossing_lr(lrs, [0, 0, 0, 0], 2.0) == (0.8, "above")
+    assert pr.crossing_lr(lrs, [5, 5, 5, 5], 2.0) == (0.1, "below")
+    assert pr.crossing_lr(lrs, [0, 1, math.inf, math.inf], 2.0) == (0.4, None)
+    with pytest.raises(ValueError, match="threshold"):
+        pr.crossing_lr(lrs, [0, 1, 2, 3], math.nan)
+
+
+def test_measured_max_lr_brackets_and_censoring():
+    lrs = [0.1, 0.2, 0.4, 0.8]
+    b = pr.measured_max_lr(lrs, [False, False, True, True])
+    assert (b["low"], b["high"], b["censored"]) == (0.2, 0.4, None) and b["estimate"] == pytest.approx(math.sqrt(0.08))
+    assert pr.measured_max_lr(lrs, [False] * 4)["censored"] == "above"
+    assert pr.measured_max_lr(lrs, [True] * 4)["censored"] == "below"
+    assert pr.within_factor(0.5, b) and not pr.within_factor(0.6, b)  # estimate 0.283: 0.5/0.283 = 1.77, 0.6 → 2.1
+    assert pr.within_factor(0.5, pr.measured_max_lr(lrs, [False] * 4)) and \
+        not pr.within_factor(0.3, pr.measured_max_lr(lrs, [False] * 4))
+    with pytest.raises(ValueError, match="ascending"):
+        pr.measured_max_lr([0.2, 0.1], [False, True])
+    with pytest.raises(ValueError, match="speed"):
+        pr.sensitivity_score(0.1, 0.0)
+    with pytest.raises(ValueError, match="lr"):
+        pr.sensitivity_score(-1.0, 1.0)
+    with pytest.raises(ValueError, match="factor"):
+        pr.within_factor(1.0, b, 0.5)
+
+
+def test_grid_rejects_bad_input():
+    with pytest.raises(ValueError, match="placements"):
+        runner.AtlasGrid(placements=("sideways",))
+    with pytest.raises(ValueError, match="depths"):
+        runner.AtlasGrid(depths=(0,))
+    with pytest.raises(ValueError, match="dts and lrs"):
+        runner.AtlasGrid(dts=(0.0,))
+    with pytest.raises(ValueError, match="preset"):
+        runner.grid_for("tpu")
+
+
+# ---- the test-size grid, trained for real -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def test_atlas(tmp_path_factory):
+    d = tmp_path_factory.mktemp("atlas_cache")
+    return runner.atlas_runs(runner.grid_for("test"), cache_dir=d, workers=1), d
+
+
+def test_test_grid_records_every_field_and_diverges_only_at_huge_lr(test_atlas):
+    """Every run carries its outcome and its init quantities; lr = 30 diverges (each weight moves by 30 per
+    step), lr = 3e-3 trains (its loss falls)."""
+    runs, _ = test_atlas
+    grid = runner.grid_for("test")
+    assert len(runs) == len(grid.cells())
+    for r in runs:
+        for k in ("diverged", "spikes", "val_loss", "max_hidden_norm", "max_grad_norm", "loss_first", "loss_last"):
+            assert k in r
+        for k in ("loss", "grad_norm", "speed", "forward_gain", "backward_log_gain", "probe_loss_change"):
+            assert k in r["init"]
+        assert r["init"]["speed"] > 0
+        if r["config"]["lr"] == 30.0:
+            assert r["diverged"]
+        if r["config"]["lr"] == 3e-3:
+            assert not r["diverged"] and r["loss_last"] < r["loss_first"]
+
+
+def test_test_grid_is_cached(test_atlas):
+    """A second call reads every run from the cache: identical records, nothing trained."""
+    runs, d = test_atlas
+    again = runner.atlas_runs(runner.grid_for("test"), cache_dir=d, workers=1)
+    assert again == runs
+
+
+def test_sign_step_speed_is_the_first_order_logit_change():
+    """m from the central difference at ε = 1e-6 agrees with an independent one-sided difference at ε = 1e-7 to
+    0.1 % (measured here: the one-sided truncation error is ~1.3 % at ε = 1e-4 and O(ε), so ~1e-5 at 1e-7; float64
+    round-off of the logits ~1e-16·|logits|/ε ≈ 1e-8 relative)."""
+    import torch
+
+    from verify.training.batched import BatchedGPT
+
+    grid = runner.grid_for("test")
+    text = runner.corpus(grid.corpus_bytes)
+    cfg = runner.model_config("pre", 2, grid.sizes(), text.vocab_size, torch.float64)
+    model = BatchedGPT(cfg, [0, 1])
+    idx, tgt = runner._probe_batch(text, grid.sizes(), "cpu")
+    m = runner.init_measurements(model, idx, tgt)["speed"]
+    I = 2
+    x, y = idx.expand(I, *idx.shape), tgt.expand(I, *tgt.shape)
+    params = list(model.parameters())
+    _, loss = model(x, y)
+    g = torch.autograd.grad(loss.sum(), params)
+    with torch.no_grad():
+        base = model(x)[0]
+        for p, gi in zip(params, g):
+            p.add_(1e-7 * torch.sign(gi))
+        moved = model(x)[0]
+    fd = ((moved - base).reshape(I, -1).norm(dim=1) / (1e-7 * math.sqrt(idx.numel()))).tolist()
+    assert m == pytest.approx(fd, rel=1e-3)
+
+
+# ---- the committed cpu atlas: the criterion and its meta-tests ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def atlas():
+    if not ATLAS_JSON.is_file():
+        pytest.skip("figures/atlas.json not generated")
+    data = json.loads(ATLAS_JSON.read_text())
+    return data, [{k: v for k, v in r.items() if k != "split"} for r in data["runs"]]
+
+
+def test_atlas_json_carries_what_the_issue_asks(atlas):
+    data, runs = atlas
+    for k in ("held_out_accuracy", "held_out_auc", "baselines", "predicted_max_lr", "measured_max_lr", "schedules"):
+        assert k in data
+    for b in data["baselines"].values():
+        assert {"held_out_accuracy", "held_out_auc"} <= set(b)
+    assert {r["config"]["placement"] for r in runs} == set(runner.PLACEMENTS)
+    assert len({r["config"]["depth"] for r in runs}) >= 3
+    assert all(len(c["seeds"]) >= 3 for c in data["schedules"]["configs"])
+
+
+def test_atlas_scores_reproduce_from_the_runs(atlas):
+    """The JSON's scores are recomputed from its own runs (no number is copied from elsewhere)."""
+    data, runs = atlas
+    ev = analysis.evaluate(runs)
+    assert ev["held_out_accuracy"] == pytest.approx(data["held_out_accuracy"])
+    assert ev["held_out_auc"] == pytest.approx(data["held_out_auc"])
+
+
+def test_the_fitted_constant_never_sees_the_held_out_half(atlas):
+    """Flipping every held-out outcome changes no fitted threshold (and does change the held-out score)."""
+    _, runs = atlas
+    flipped = [{**r, "diverged": (not r["diverged"]) if pr.split_half(analysis.config_key(r["config"])) == "held_out"
+                else r["diverged"]} for r in runs]
+    for name in (*analysis.S4_CRITERIA, *analysis.BASELINES):
+        a, b = analysis.score(runs, name), analysis.score(flipped, name)
+        assert a["threshold"] == b["threshold"]
+    assert analysis.score(flipped, "s4_probe")["held_out_accuracy"] != analysis.score(runs, "s4_probe")["held_out_accuracy"]
+
+
+@pytest.mark.parametrize("factor", [2.0, 0.5])
+def test_meta_boundary_off_by_two_scores_visibly_worse(atlas, factor):
+    """The rule "stable ⇔ lr ≤ 2·lr*" (or ½·lr*), lr* the primary S4 variant's predicted largest stable lr, loses
+    ≥ 2 points of held-out accuracy against lr ≤ lr*, and agrees with the measured largest stable lr less often."""
+    _, runs = atlas
+    ev = analysis.evaluate(runs)
+    name, theta = ev["primary"], ev["criteria"][ev["primary"]]["threshold"]
+    right = analysis.boundary_accuracy(runs, name, theta, 1.0)
+    wrong = analysis.boundary_accuracy(runs, name, theta, factor)
+    assert wrong <= right - 0.02
+    table = analysis.max_lr_table(runs, theta, name=name)
+    shifted = [pr.within_factor(factor * e["predicted"], e["measured"]) for row in table.values() for e in row["per_dt"]]
+    assert np.mean(shifted) < ev["max_lr_within_2x"]
+
+
+@pytest.mark.xfail(strict=True, reason="measured (issue 9): on the cpu atlas S4 is placement-blind — swapping "
+                                      "placements' init measurements costs 1.3 points of held-out accuracy, "
+                                      "and a single lr threshold ties it (docs/theorems/atlas.md); strict, so a "
+                                      "criterion that starts using the placement turns this into a pass")
+def test_meta_placements_swapped_scores_visibly_worse(atlas):
+    """S4 fed another placement's init measurements (post↔none, pre↔peri, deepnorm↔lns, mixln↔pre) loses ≥ 2
+    points of held-out accuracy or 0.02 of AUC."""
+    _, runs = atlas
+    swap = {"post": "none", "none": "post", "pre": "peri", "peri": "pre", "deepnorm": "lns", "lns": "deepnorm",
+            "mixln": "pre"}
+    name = analysis.evaluate(runs)["primary"]
+    right = analysis.score(runs, name)
+    wrong = analysis.score(analysis.swap_placements(runs, swap), name)
+    assert (wrong["held_out_accuracy"] <= right["held_out_accuracy"] - 0.02
+            or wrong["held_out_auc"] <= right["held_out_auc"] - 0.02)
+
+
+def test_advice_carries_the_atlas_track_record(atlas):
+    data, _ = atlas
+    a = advice("pre", 4, 32, atlas=data, dt=1.0, lr=1e-3)
+    assert a["atlas_accuracy"] == data["model"]["per_placement_accuracy"]["pre"]["accuracy"]
+    assert a["predicted_region"] and all(e["max_lr"] > 0 for e in a["predicted_region"])
+    assert a["predicted_stable"] and any("predicted stable" in line for line in a["lines"])
+    assert not advice("pre", 4, 32, atlas=data, dt=1.0, lr=1e3)["predicted_stable"]
+    held = advice("pre", 4, 32, atlas=data, dt=1.0, lr=1e-3, trained={"loss_first": 5.5, "loss_last": 3.0})
+    assert held["prediction_held"] and any("HELD" in line for line in held["lines"])
+    failed = advice("pre", 4, 32, atlas=data, dt=1.0, lr=1e-3, trained={"loss_first": 5.5, "loss_last": 6.0})
+    assert not failed["prediction_held"] and any("FAILED" in line for line in failed["lines"])
+    assert advice("outnorm", 4, 32, atlas=data)["placement"] == "peri"
+    with pytest.raises(ValueError, match="placement"):
+        advice("sideways", 4, 32, atlas=data)
+    with pytest.raises(ValueError, match="depth"):
+        advice("pre", 0, 32, atlas=data)
+    with pytest.raises(ValueError, match="d must"):
+        advice("pre", 4, 1, atlas=data)
+
+
+def test_check_prints_the_advice_and_whether_it_held(atlas):
+    """verify.check with --train-steps: the advice section names the atlas accuracy and says HELD or FAILED."""
+    from verify.check.core import Options, run
+    from verify.check.report import section_advice
+
+    res = run(Options(placement="pre", d=16, depth=4, instances=4, n_tokens=3, dt_grid=(1.0,), train_steps=3,
+                      seed=1))
+    lines = section_advice(res)
+    assert any("held-out accuracy" in line for line in lines)
+    assert any(("HELD" in line) or ("FAILED" in line) for line in lines)
+
+
+# ---- S2 schedules ---------------------------------------------------------------------------------------------------
+
+
+def test_water_filling_has_the_requested_total_time_and_favours_small_gains():
+    ell = np.array([4.0, 0.5, 1.0, 0.25])
+    dt = schedules.water_filling(ell, 2.0)
+    assert dt.sum() == pytest.approx(2.0, rel=1e-3)
+    assert np.argmax(dt) == 3 and dt[0] <= dt[3]
+    with pytest.raises(ValueError, match="total_time"):
+        schedules.water_filling(ell, 100.0)
+
+
+def test_figure_draws_from_the_test_grid(tmp_path, test_atlas):
+    from verify.figures import atlas as fig
+
+    runs, _ = test_atlas
+    ev = analysis.evaluate(runs)
+    max_lr = {}
+    for row in ev["max_lr"].values():
+        max_lr.setdefault(row["placement"], {})[str(row["depth"])] = {f"{e['dt']:g}": e["predicted"]
+                                                                      for e in row["per_dt"]}
+    data = {"runs": runs, "model": {"max_lr": max_lr}, "held_out_accuracy": ev["held_out_accuracy"],
+            "held_out_auc": ev["held_out_auc"], "primary": ev["primary"]}
+    written = fig.draw(data, tmp_path / "atlas")
+    assert all(p.stat().st_size > 5000 for p in written)

@@ -1,0 +1,228 @@
+"""S4 — the stability criterion as a *predictor* of trainability: a predicted boundary of the (Δt, lr) region.
+
+Statement (S4, our statement; paper claim K5: "a general stability criterion guides the residual scaling").
+S1 bounds how far one residual stack can move its output per unit of change of its steps: with J_{k→K} the
+end-to-end Jacobian from step k, ‖δX_K‖ ≤ Σ_k ‖J_{k→K}‖·Δt_k·‖δF_k‖ ≤ e^Λ Σ_k Δt_k ‖δF_k‖ (Λ the S1 backward
+log-gain). Under AdamW the first update of every parameter is exactly −lr·sign(g₀) (m̂₁/√v̂₁ = g/|g|, up to ε),
+so the logits of a fixed batch move, to first order, by
+
+    ‖δ logits‖ ≈ lr · m,   m = ‖J_θ sign(g₀)‖ / √(tokens)    (the *sign-step logit speed* at initialisation),
+
+and S1 bounds m by the head's own term plus e^Λ Σ_k Δt_k b_k (b_k: the branch's parameter sensitivity). The
+predicted trainable region is where one step moves the logits by less than an O(1) amount:
+
+    predicted stable  ⇔  lr · m ≤ c,     i.e. the largest stable learning rate is lr* = c / m.
+
+At finite lr the first-order term is replaced by the exact one-step change (the *probe*, S4 at finite step):
+ΔL₁(lr) = L(θ₀ − lr·sign g₀) − L(θ₀) ≤ c', the loss change of AdamW's first update at the run's own peak
+learning rate, measured at initialisation. ΔL₁ is nondecreasing in lr beyond its minimum, so its crossing of c'
+is the predicted largest stable lr (``crossing_lr``).
+
+m is measured at initialisation by one finite difference along sign(∇L) (no trained weights are needed). The
+constant c is the only free quantity and is fitted on a fixed half of the atlas (``split``); accuracy and ROC AUC
+are scored on the other half. The functions here are the pure-mathematics side: the split, the scores, the fit,
+the boundary and its baselines; the measurement of m lives in ``verify.atlas``.
+
+Assumptions: AdamW with bias correction (the first step is a sign step), a loss whose curvature in the logits is
+O(1) (softmax cross-entropy: its Hessian in the logits has norm ≤ 1/2), a schedule whose peak learning rate is lr.
+It is a *first-order* prediction: it ignores the growth of m during training, which the fitted c absorbs.
+Provenance: our statement, derived from S1's end-to-end gain; the paper's criterion is not available.
+Domain errors are ValueErrors naming the parameter.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from theory._domain import require_positive
+
+__all__ = [
+    "accuracy",
+    "crossing_lr",
+    "fit_threshold",
+    "measured_max_lr",
+    "predicted_max_lr",
+    "roc_auc",
+    "sensitivity_score",
+    "split_half",
+    "within_factor",
+]
+
+
+def split_half(key: str, salt: str = "atlas-split-v1") -> str:
+    """S4 protocol — ``"fit"`` or ``"held_out"`` for a configuration, by a seeded hash of its key string.
+
+    Deterministic and independent of the outcome: the same key always lands in the same half (SHA-256 of
+    ``salt + key``, lowest bit). Domain: a non-empty string key.
+    """
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"key must be a non-empty string, got {key!r}")
+    h = hashlib.sha256((salt + "|" + key).encode()).digest()
+    return "fit" if h[0] % 2 == 0 else "held_out"
+
+
+def _labels(name: str, values) -> np.ndarray:
+    a = np.asarray(values)
+    if a.ndim != 1 or a.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D sequence, got shape {a.shape}")
+    return a.astype(bool)
+
+
+def _scores(name: str, values) -> np.ndarray:
+    a = np.asarray(values, dtype=float)
+    if a.ndim != 1 or a.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D sequence, got shape {a.shape}")
+    if np.any(np.isnan(a)):
+        raise ValueError(f"{name} must not hold NaN")
+    return a
+
+
+def roc_auc(scores, positive) -> float:
+    """The ROC AUC of ``scores`` for the event ``positive`` (higher score ⇒ more likely positive).
+
+    The Mann–Whitney form: P(score of a random positive > score of a random negative) + ½ P(tie). NaN when one
+    class is empty (the AUC is undefined there). Domain: equal-length non-empty 1-D inputs, no NaN scores.
+    """
+    s, y = _scores("scores", scores), _labels("positive", positive)
+    if s.size != y.size:
+        raise ValueError(f"scores and positive must have the same length, got {s.size} and {y.size}")
+    pos, neg = s[y], s[~y]
+    if pos.size == 0 or neg.size == 0:
+        return math.nan
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(s.size)
+    srt = s[order]
+    i = 0
+    while i < s.size:  # average ranks over ties
+        j = i
+        while j + 1 < s.size and srt[j + 1] == srt[i]:
+            j += 1
+        ranks[order[i:j + 1]] = 0.5 * (i + j) + 1
+        i = j + 1
+    u = ranks[y].sum() - pos.size * (pos.size + 1) / 2
+    return float(u / (pos.size * neg.size))
+
+
+def accuracy(predicted, actual) -> float:
+    """Fraction of entries where the boolean prediction equals the outcome. Domain: equal non-empty lengths."""
+    p, a = _labels("predicted", predicted), _labels("actual", actual)
+    if p.size != a.size:
+        raise ValueError(f"predicted and actual must have the same length, got {p.size} and {a.size}")
+    return float(np.mean(p == a))
+
+
+def fit_threshold(scores, positive) -> float:
+    """S4 fit — the threshold θ minimising the errors of "positive ⇔ score > θ" on the given (fit-half) data.
+
+    Candidates are the midpoints between consecutive distinct scores and the two ends; ties in the error are
+    broken towards the median candidate (so the fit does not sit on a data point's edge). Returns θ (may be ±inf
+    when one class is empty). Domain: as ``roc_auc``.
+    """
+    s, y = _scores("scores", scores), _labels("positive", positive)
+    if s.size != y.size:
+        raise ValueError(f"scores and positive must have the same length, got {s.size} and {y.size}")
+    u = np.unique(s)
+    cands = np.concatenate([[u[0] - 1.0], 0.5 * (u[1:] + u[:-1]), [u[-1] + 1.0]])
+    errors = np.array([np.sum((s > t) != y) for t in cands])
+    best = np.flatnonzero(errors == errors.min())
+    return float(cands[best[len(best) // 2]])
+
+
+def sensitivity_score(lr, speed) -> np.ndarray:
+    """S4 — the criterion's score log(lr·m): predicted *unstable* where it exceeds log c.
+
+    ``lr`` is the peak learning rate, ``speed`` the sign-step logit speed m at initialisation (logit change per
+    unit learning rate, per token). Domain: lr > 0 and m > 0 entrywise (finite).
+    """
+    lr_a = np.atleast_1d(np.asarray(lr, dtype=float))
+    m_a = np.atleast_1d(np.asarray(speed, dtype=float))
+    if not np.all(np.isfinite(lr_a)) or np.any(lr_a <= 0):
+        raise ValueError("lr must be finite and > 0 entrywise")
+    if not np.all(np.isfinite(m_a)) or np.any(m_a <= 0):
+        raise ValueError("speed must be finite and > 0 entrywise")
+    return np.log(lr_a) + np.log(m_a)
+
+
+def predicted_max_lr(speed, log_c: float) -> float:
+    """S4 — the predicted largest stable learning rate lr* = c/m. Domain: m > 0 finite, log c finite."""
+    require_positive("speed", speed)
+    if not math.isfinite(float(speed)):
+        raise ValueError(f"speed must be finite, got {speed!r}")
+    if not math.isfinite(float(log_c)):
+        raise ValueError(f"log_c must be finite, got {log_c!r}")
+    return float(math.exp(float(log_c)) / float(speed))
+
+
+def measured_max_lr(lrs: Sequence[float], diverged: Sequence[bool]) -> dict:
+    """The measured largest stable learning rate on a grid: the bracket [last stable, first unstable].
+
+    ``lrs`` ascending (one outcome each, e.g. the majority over seeds). Returns {"low", "high", "estimate",
+    "censored"}: low = the largest lr below which every lr trained (None if the smallest diverged), high = the
+    first lr that diverged (None if none did); estimate = √(low·high) when both exist, else the one that exists;
+    censored = "above" (none diverged: the true value is ≥ low), "below" (the smallest diverged) or None.
+    Domain: strictly ascending positive lrs, one outcome each.
+    """
+    lr_a = np.asarray(lrs, dtype=float)
+    dv = _labels("diverged", diverged)
+    if lr_a.ndim != 1 or lr_a.size != dv.size or lr_a.size == 0:
+        raise ValueError("lrs and diverged must be non-empty 1-D sequences of the same length")
+    if np.any(lr_a <= 0) or np.any(np.diff(lr_a) <= 0):
+        raise ValueError("lrs must be positive and strictly ascending")
+    first_bad = int(np.argmax(dv)) if dv.any() else None
+    if first_bad is None:
+        return {"low": float(lr_a[-1]), "high": None, "estimate": float(lr_a[-1]), "censored": "above"}
+    if first_bad == 0:
+        return {"low": None, "high": float(lr_a[0]), "estimate": float(lr_a[0]), "censored": "below"}
+    low, high = float(lr_a[first_bad - 1]), float(lr_a[first_bad])
+    return {"low": low, "high": high, "estimate": math.sqrt(low * high), "censored": None}
+
+
+def within_factor(predicted: float, measured: dict, factor: float = 2.0) -> bool:
+    """Whether a predicted largest stable lr agrees with a measured bracket within ``factor``.
+
+    Uncensored: predicted/estimate ∈ [1/factor, factor]. Censored above (nothing diverged up to ``low``):
+    predicted ≥ low/factor. Censored below (the smallest lr diverged): predicted ≤ high·factor.
+    Domain: predicted > 0, factor ≥ 1, a bracket from ``measured_max_lr``.
+    """
+    require_positive("predicted", predicted)
+    if not (factor >= 1):
+        raise ValueError(f"factor must be >= 1, got {factor!r}")
+    c = measured.get("censored")
+    if c == "above":
+        return predicted >= measured["low"] / factor
+    if c == "below":
+        return predicted <= measured["high"] * factor
+    r = predicted / measured["estimate"]
+    return 1.0 / factor <= r <= factor
+
+
+def crossing_lr(lrs, values, threshold: float) -> tuple[float, str | None]:
+    """S4 (finite step) — where ``values`` (e.g. ΔL₁ at each lr, ascending lrs) first exceeds ``threshold``.
+
+    Linear interpolation in log lr between the last grid point at or below the threshold and the first above it.
+    Returns (lr*, censored): censored "above" when no value exceeds the threshold (lr* = the largest lr), "below"
+    when the first already does (lr* = the smallest lr). +inf values count as above. Domain: ascending positive
+    lrs, one value each, no NaN, a finite threshold.
+    """
+    lr_a = np.asarray(lrs, dtype=float)
+    v = np.asarray(values, dtype=float)
+    if lr_a.ndim != 1 or lr_a.size == 0 or v.shape != lr_a.shape:
+        raise ValueError("lrs and values must be non-empty 1-D sequences of the same length")
+    if np.any(lr_a <= 0) or np.any(np.diff(lr_a) <= 0):
+        raise ValueError("lrs must be positive and strictly ascending")
+    if np.any(np.isnan(v)):
+        raise ValueError("values must not hold NaN")
+    if not math.isfinite(float(threshold)):
+        raise ValueError(f"threshold must be finite, got {threshold!r}")
+    above = v > threshold
+    if not above.any():
+        return float(lr_a[-1]), "above"
+    j = int(np.argmax(above))
+    if j == 0:
+        return float(lr_a[0]), "below"
+    lo, hi = v[j - 1], v[j]
+    t = 1.0 if not math.isfinite(hi) else (threshold - lo) / (hi - lo)
+    return float(math.exp(math.log(lr_a[j - 1]) + t * (math.log(lr_a[j]) - math.log(lr_a[j - 1])))), None

@@ -1,0 +1,144 @@
+"""The divergence atlas (``python -m verify.atlas``): where the zoo's GPTs train, where S4 predicts they do, and
+advice for a user's block that carries the atlas's track record.
+
+- ``runner`` — the grid (presets ``test``/``cpu``/``gpu``), batched training per (placement, depth), the cache;
+- ``analysis`` — S4 and baselines: fit on one half of the grid, score on the held-out half;
+- ``schedules`` — S2's water-filling schedule against uniform Δt at equal total time;
+- ``build_data`` — the record behind ``figures/atlas.json``; ``advice`` — the predicted stable (Δt, lr) region for a
+  placement, depth and width, with the held-out accuracy of the nearest atlas placement.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+ATLAS_JSON = Path(__file__).resolve().parents[2] / "figures" / "atlas.json"
+
+# Placements the zoo has but the atlas does not train, mapped to the atlas placement whose step rule they share.
+NEAREST = {"outnorm": "peri"}
+CRITERION_TEXT = {"s4_speed": "lr·m ≤ c, m the sign-step logit speed at init",
+                  "s4_probe": "the loss change of one first AdamW step at that lr ≤ c', measured at init"}
+
+
+def build_data(preset: str = "cpu", retrain: bool = False, workers: int | None = None, cache_dir=None,
+               with_schedules: bool = True) -> dict:
+    """Train (or read from the cache) every run of the preset's grid, score S4 and the baselines, compare S2."""
+    from verify.atlas import analysis, runner, schedules
+
+    grid = runner.grid_for(preset)
+    name = "atlas" if preset == "cpu" else f"atlas_{preset}"
+    runs = runner.atlas_runs(grid, retrain=retrain, cache_name=name, workers=workers, cache_dir=cache_dir)
+    ev = analysis.evaluate(runs)
+    primary = ev["primary"]
+    theta = ev["criteria"][primary]["threshold"]
+    max_lr: dict = {}
+    measured_lr: dict = {}
+    best_dt: dict = {}
+    for row in ev["max_lr"].values():
+        p, L = row["placement"], str(row["depth"])
+        max_lr.setdefault(p, {})[L] = {f"{e['dt']:g}": e["predicted"] for e in row["per_dt"]}
+        measured_lr.setdefault(p, {})[L] = {f"{e['dt']:g}": e["measured"]["estimate"] for e in row["per_dt"]}
+        ok = [r for r in runs if r["config"]["placement"] == p and str(r["config"]["depth"]) == L
+              and not r["diverged"] and r["val_loss"] is not None]
+        if ok:
+            b = min(ok, key=lambda r: r["val_loss"])
+            best_dt.setdefault(p, {})[L] = {"dt": b["config"]["dt"], "lr": b["config"]["lr"], "val_loss": b["val_loss"]}
+    data = {
+        "preset": preset, "grid": {k: list(v) if isinstance(v, tuple) else v
+                                   for k, v in grid.__dict__.items()},
+        "runs": [{"config": r["config"], "split": analysis.pr.split_half(analysis.config_key(r["config"])),
+                  **{k: v for k, v in r.items() if k != "config"}} for r in runs],
+        "held_out_accuracy": ev["held_out_accuracy"], "held_out_auc": ev["held_out_auc"],
+        "primary": ev["primary"], "criteria": ev["criteria"], "baselines": ev["baselines"],
+        "beats_baselines": ev["beats_baselines"],
+        "predicted_max_lr": {k: v["predicted_max_lr"] for k, v in ev["max_lr"].items()},
+        "measured_max_lr": {k: v["measured_max_lr"] for k, v in ev["max_lr"].items()},
+        "max_lr": ev["max_lr"], "max_lr_within_2x": ev["max_lr_within_2x"],
+        "max_lr_within_2x_ref_dt": ev["max_lr_within_2x_ref_dt"],
+        "boundary_factor_accuracy": ev["boundary_factor_accuracy"],
+        "model": {"criterion": primary, "threshold": theta, "max_lr": max_lr, "measured_max_lr": measured_lr,
+                  "best": best_dt, "d": grid.d, "held_out_accuracy": ev["held_out_accuracy"],
+                  "best_baseline": max(ev["baselines"].items(), key=lambda kv: kv[1]["held_out_accuracy"])[0],
+                  "best_baseline_accuracy": max(b["held_out_accuracy"] for b in ev["baselines"].values()),
+                  "per_placement_accuracy": analysis.per_placement_accuracy(runs, primary, theta)},
+    }
+    if with_schedules:
+        data["schedules"] = schedules.compare(preset, grid, retrain=retrain, workers=workers, cache_dir=cache_dir)
+    return data
+
+
+def _load(path: Path | None) -> dict:
+    p = Path(path) if path is not None else ATLAS_JSON
+    if not p.is_file():
+        raise ValueError(f"atlas data {str(p)!r} not found: run `python -m verify.figures --only atlas` first")
+    return json.loads(p.read_text())
+
+
+def _nearest(keys, value: float) -> str:
+    return min(keys, key=lambda k: abs(math.log(float(k) / value)))
+
+
+def advice(placement: str, depth: int, d: int, atlas: dict | None = None, atlas_path=None, **measured) -> dict:
+    """The S4-predicted stable (Δt, lr) region for a design, from the atlas's nearest placement and depth.
+
+    ``measured`` may carry ``dt`` and ``lr`` (the user's choice, judged against the region at the nearest atlas
+    Δt), and ``trained`` = {"loss_first", "loss_last"} from a short run (then the
+    lines say whether the prediction held). Returns {"lines", "predicted_region", "recommended_dt",
+    "atlas_accuracy", "placement", "depth", ...}.
+    """
+    from theory._domain import require_int
+
+    require_int("depth", depth, 1)
+    require_int("d", d, 2)
+    data = atlas if atlas is not None else _load(atlas_path)
+    model = data["model"]
+    near = NEAREST.get(placement, placement)
+    if near not in model["max_lr"]:
+        raise ValueError(f"placement must be one of the atlas placements {tuple(model['max_lr'])} "
+                         f"(or {tuple(NEAREST)}), got {placement!r}")
+    L = _nearest(model["max_lr"][near], depth)
+    by_dt = model["max_lr"][near][L]
+    region = [{"dt": float(dt), "max_lr": v} for dt, v in sorted(by_dt.items(), key=lambda kv: float(kv[0]))]
+    acc = model["per_placement_accuracy"].get(near, {}).get("accuracy")
+    best = model["best"].get(near, {}).get(L)
+    rec_dt = best["dt"] if best else None
+    lines = [f"nearest atlas design: {near}, {L} blocks, d = {model['d']} (yours: {placement}, {depth} blocks, d = {d}); "
+             f"S4 held-out accuracy for {near}: {acc:.0%}" if acc is not None else f"nearest atlas design: {near}",
+             f"predicted largest stable lr (S4, {CRITERION_TEXT.get(model['criterion'], model['criterion'])}): " +
+             ", ".join(f"Δt={e['dt']:g}: {e['max_lr']:.3g}" for e in region)]
+    meas = model.get("measured_max_lr", {}).get(near, {}).get(L)
+    if meas:
+        lines.append("measured on the atlas (largest lr that trained, grid midpoint): " +
+                     ", ".join(f"Δt={float(k):g}: {v:.3g}" for k, v in sorted(meas.items(), key=lambda kv: float(kv[0]))))
+    if "best_baseline" in model:
+        lines.append(f"track record: S4 held-out accuracy {model['held_out_accuracy']:.1%} over all placements; the best "
+                     f"baseline ({model['best_baseline']}) {model['best_baseline_accuracy']:.1%}"
+                     + (" — S4 does not beat it" if model["held_out_accuracy"] <= model["best_baseline_accuracy"]
+                        else ""))
+    if rec_dt is not None:
+        lines.append(f"recommended Δt = {rec_dt:g} (lowest validation loss on the atlas among runs that trained, "
+                     f"at lr {best['lr']:.3g})")
+    out = {"lines": lines, "predicted_region": region, "recommended_dt": rec_dt, "atlas_accuracy": acc,
+           "placement": near, "depth": int(L), "atlas_d": model["d"]}
+    dt, lr = measured.get("dt"), measured.get("lr")
+    if dt is not None and lr is not None:
+        near_dt = _nearest(by_dt, float(dt))
+        max_lr = by_dt[near_dt]
+        src = f"the atlas at Δt ≈ {float(near_dt):g}"
+        stable = float(lr) <= max_lr
+        out.update({"predicted_stable": stable, "predicted_max_lr": max_lr})
+        lines.append(f"at your Δt = {float(dt):g}, lr = {float(lr):g}: predicted {'stable' if stable else 'to DIVERGE'} "
+                     f"(lr* = {max_lr:.3g} from {src})")
+        tr = measured.get("trained")
+        if tr is not None:
+            trained_ok = math.isfinite(tr["loss_last"]) and tr["loss_last"] < tr["loss_first"]
+            held = trained_ok == stable
+            out.update({"trained_stable": trained_ok, "prediction_held": held})
+            lines.append(f"short run: loss {tr['loss_first']:.3g} → {tr['loss_last']:.3g}, "
+                         f"{'trained' if trained_ok else 'did not train'}: the prediction "
+                         f"{'HELD' if held else 'FAILED'}")
+    if d != model["d"] or int(L) != depth:
+        lines.append(f"caution: the atlas was measured at d = {model['d']} and {L} blocks; the region transfers only "
+                     f"as far as the one-step sensitivity does")
+    return out

@@ -1,0 +1,274 @@
+"""The divergence atlas: short training runs over placement × Δt × learning rate × depth, batched and cached.
+
+Every (placement, depth) is one ``BatchedGPT`` whose instances are the (Δt, lr, seed) cells of that slice — one
+batched computation per slice, the slices spread over the cores (``run_parallel``). Training is float32 AdamW
+(``train_batched``: per-instance lr, diverged instances frozen); the quantities the predictive criterion uses are
+measured at initialisation in float64 on the very same weights (``init_measurements``). Each run's record is
+cached under ``figures/runs/atlas*.json`` keyed by its full configuration (``verify.training.cache``).
+
+Recorded per run: diverged (the loss or a gradient stopped being finite, or the final training loss is not
+below the initial one), the step it happened, loss spikes (steps whose loss exceeds 1.1× the best loss so far,
+after the warm-up), the final validation loss, the largest hidden-state row norm and the largest gradient norm
+over training; at initialisation: the loss, the gradient norm, the sign-step logit speed m (S4), the forward gain
+max_k mean‖x_k‖/mean‖x_0‖ and the backward log-gain max_k log(‖∂L/∂x_k‖/‖∂L/∂x_K‖) (S1's measured quantities).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import numpy as np
+import torch
+
+from theory._domain import require_int
+from verify.training.batched import BatchedGPT, BatchedTrainConfig, train_batched
+from verify.training.gpt import gpt_config
+
+# The zoo's placements the atlas covers (outnorm is a zoo extra, not one of the issue's seven).
+PLACEMENTS = ("post", "pre", "peri", "none", "deepnorm", "mixln", "lns")
+SPIKE_FACTOR = 1.5  # a step is a spike when its loss exceeds 1.5× the best loss so far (after warm-up)
+EPS_FD = 1e-6  # finite-difference step of the sign-step speed, float64: truncation O(ε·m²) ≪ m, round-off ~1e-10/ε
+
+
+@dataclasses.dataclass(frozen=True)
+class AtlasGrid:
+    """One atlas: the grid and the sizes of every run (all runs of an atlas share d, T, batch, steps)."""
+
+    placements: tuple[str, ...] = PLACEMENTS
+    depths: tuple[int, ...] = (1, 2, 4)
+    dts: tuple[float, ...] = (0.25, 1.0, 4.0)
+    lrs: tuple[float, ...] = tuple(0.125 * 2.0 ** k for k in range(7))
+    seeds: tuple[int, ...] = (0,)
+    d: int = 32
+    n_heads: int = 2
+    block_size: int = 16
+    batch_size: int = 8
+    steps: int = 60
+    warmup: int = 6
+    eval_batches: int = 4
+    corpus_bytes: int = 400_000
+    device: str = "cpu"
+
+    def __post_init__(self):
+        from verify.engine.zoo import Placement
+
+        known = [p.value for p in Placement]
+        for p in self.placements:
+            if p not in known:
+                raise ValueError(f"placements must be zoo placements {tuple(known)}, got {p!r}")
+        for name in ("depths", "dts", "lrs", "seeds", "placements"):
+            if not getattr(self, name):
+                raise ValueError(f"{name} must be non-empty")
+        for L in self.depths:
+            require_int("depths", L, 1)
+        if any(not (v > 0 and math.isfinite(v)) for v in (*self.dts, *self.lrs)):
+            raise ValueError("dts and lrs must be finite and > 0")
+        if list(self.lrs) != sorted(set(self.lrs)):
+            raise ValueError("lrs must be strictly ascending")
+        require_int("d", self.d, 2)
+        require_int("steps", self.steps, 2)
+
+    def sizes(self) -> dict:
+        """What every run shares (part of each run's cache key)."""
+        return {k: getattr(self, k) for k in ("d", "n_heads", "block_size", "batch_size", "steps", "warmup",
+                                              "eval_batches", "corpus_bytes")}
+
+    def cells(self) -> list[dict]:
+        """Every run's configuration, in a fixed order."""
+        return [{"placement": p, "depth": L, "dt": float(dt), "lr": float(lr), "seed": int(s), **self.sizes()}
+                for p in self.placements for L in self.depths for dt in self.dts for lr in self.lrs
+                for s in self.seeds]
+
+
+PRESETS = {
+    # the default test tier: seconds
+    "test": AtlasGrid(placements=("pre", "post", "none"), depths=(1, 2), dts=(1.0,), lrs=(3e-3, 0.3, 30.0),
+                      d=16, block_size=8, batch_size=4, steps=12, warmup=2, eval_batches=1, corpus_bytes=64_000),
+    # this 2-core machine: ≤ 15 min cold (measured: see the README)
+    "cpu": AtlasGrid(),
+    # a GPU: a finer and deeper grid, two seeds (documented, not run in CI)
+    "gpu": AtlasGrid(depths=(4, 12, 24), dts=(0.1, 0.25, 0.5, 1.0, 2.0, 4.0),
+                     lrs=tuple(0.03125 * 2.0 ** (k / 2) for k in range(17)), seeds=(0, 1), d=64, n_heads=4,
+                     block_size=64, batch_size=16, steps=300, warmup=30, eval_batches=8, device="cuda"),
+}
+
+
+def grid_for(preset: str) -> AtlasGrid:
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
+    return PRESETS[preset]
+
+
+@functools.lru_cache(maxsize=4)
+def corpus(max_bytes: int):
+    from verify.training.corpus import default_corpus
+
+    return default_corpus(max_bytes=max_bytes)
+
+
+def model_config(placement: str, depth: int, sizes: dict, vocab: int, dtype=torch.float32, device="cpu",
+                 dt=1.0):
+    return gpt_config(vocab_size=vocab, block_size=sizes["block_size"], d=sizes["d"], n_blocks=depth,
+                      n_heads=sizes["n_heads"], placement=placement, dt=dt, dtype=dtype, device=device)
+
+
+def _probe_batch(text, sizes: dict, device):
+    rng = np.random.default_rng(777)  # one fixed probe batch, the same for every run
+    return text.batch("train", sizes["batch_size"], sizes["block_size"], rng, device)
+
+
+def init_measurements(model: BatchedGPT, idx: torch.Tensor, targets: torch.Tensor, lrs=None) -> dict:
+    """Per instance, at the model's current weights (float64 model): loss, ‖∇L‖, sign-step speed m, S1 gains.
+
+    m = ‖logits(θ + ε·sign ∇L) − logits(θ)‖ / (ε·√tokens): the per-token logit change of AdamW's first update per
+    unit learning rate (the first update is exactly −lr·sign(g)); measured by a central finite difference.
+    With ``lrs`` (one per instance) also ``probe_loss_change``: L(θ − lr_i·sign g) − L(θ), the loss change of one
+    full-size first step at the run's own peak learning rate (the nonlinear version of lr·m).
+    """
+    I = model.n_instances
+    x = idx.expand(I, *idx.shape)
+    y = targets.expand(I, *targets.shape)
+    params = [p for p in model.parameters()]
+    _, loss, states = model(x, y, trajectory=True)
+    grads = torch.autograd.grad(loss.sum(), [*params, *states], allow_unused=True)
+    gp, gs = grads[:len(params)], grads[len(params):]
+    gnorm = torch.sqrt(sum((g.reshape(I, -1) ** 2).sum(1) for g in gp if g is not None))
+    with torch.no_grad():
+        signs = [torch.zeros_like(p) if g is None else torch.sign(g) for p, g in zip(params, gp)]
+        for p, s in zip(params, signs):
+            p.add_(EPS_FD * s)
+        up = model(x)[0]
+        for p, s in zip(params, signs):
+            p.sub_(2 * EPS_FD * s)
+        down = model(x)[0]
+        for p, s in zip(params, signs):
+            p.add_(EPS_FD * s)
+        probe = None
+        if lrs is not None:
+            lr_t = torch.as_tensor(lrs, dtype=params[0].dtype)
+            for p, s in zip(params, signs):
+                p.sub_(lr_t.view(-1, *([1] * (p.dim() - 1))) * s)
+            probe = (model(x, y)[1] - loss.detach())
+            for p, s in zip(params, signs):
+                p.add_(lr_t.view(-1, *([1] * (p.dim() - 1))) * s)
+        tokens = idx.numel()
+        speed = ((up - down).reshape(I, -1).norm(dim=1) / (2 * EPS_FD * math.sqrt(tokens)))
+        r = torch.stack([s.norm(dim=-1).flatten(1).mean(1) for s in states], 1)  # (I, K+1)
+        pn = torch.stack([torch.zeros(I, dtype=r.dtype) if g is None else g.norm(dim=-1).flatten(1).mean(1)
+                          for g in gs], 1)
+        fwd = (r / r[:, :1]).max(1).values
+        bwd = torch.log(pn[:, :-1] / pn[:, -1:]).max(1).values if pn.shape[1] > 1 else torch.zeros(I)
+    out = {"loss": loss.detach().tolist(), "grad_norm": gnorm.tolist(), "speed": speed.tolist(),
+           "forward_gain": fwd.tolist(), "backward_log_gain": bwd.tolist()}
+    if probe is not None:
+        out["probe_loss_change"] = torch.nan_to_num(probe, nan=math.inf).tolist()
+    return out
+
+
+def _spikes(losses: np.ndarray, warmup: int) -> int:
+    finite = np.where(np.isfinite(losses), losses, np.inf)
+    best = np.minimum.accumulate(finite)
+    return int(np.sum(finite[warmup + 1:] > SPIKE_FACTOR * best[warmup:-1])) if losses.size > warmup + 1 else 0
+
+
+def outcome(train_loss: list[float], val_loss: float, diverged_at, warmup: int) -> dict:
+    """A run's outcome from its training-loss curve: diverged, at which step, spikes, final losses."""
+    tl = np.asarray(train_loss, dtype=float)
+    first = float(tl[0])
+    finite = tl[np.isfinite(tl)]
+    last = float(np.mean(finite[-5:])) if finite.size else math.nan
+    nonfinite = diverged_at is not None or not math.isfinite(val_loss)
+    not_below = not (last < first)
+    return {"diverged": bool(nonfinite or not_below), "nonfinite": bool(nonfinite),
+            "diverged_at": diverged_at, "loss_first": first, "loss_last": last,
+            "val_loss": val_loss if math.isfinite(val_loss) else None, "spikes": _spikes(tl, warmup)}
+
+
+def _finite_max(rows) -> float | None:
+    a = np.asarray(rows, dtype=float)
+    a = a[np.isfinite(a)]
+    return float(a.max()) if a.size else None
+
+
+def train_group(placement: str, depth: int, cells: list[dict], sizes: dict, device: str = "cpu",
+                schedule: list[float] | None = None) -> list[dict]:
+    """Train the cells (dicts with dt, lr, seed) of one (placement, depth) as one batched model; one record each.
+
+    ``schedule`` (one Δt_k per residual step) replaces the uniform Δt = 1 base the per-cell ``dt`` multiplies.
+    """
+    text = corpus(sizes["corpus_bytes"])
+    seeds = [int(c["seed"]) for c in cells]
+    dts = [float(c["dt"]) for c in cells]
+    lrs = [float(c["lr"]) for c in cells]
+    base = 1.0 if schedule is None else tuple(float(v) for v in schedule)
+    cfg64 = model_config(placement, depth, sizes, text.vocab_size, torch.float64, "cpu", dt=base)
+    probe = _probe_batch(text, sizes, "cpu")
+    init = init_measurements(BatchedGPT(cfg64, seeds, dt=dts), *probe, lrs=lrs)
+    cfg = model_config(placement, depth, sizes, text.vocab_size, torch.float32, device, dt=base)
+    model = BatchedGPT(cfg, seeds, dt=dts)
+    tcfg = BatchedTrainConfig(steps=sizes["steps"], batch_size=sizes["batch_size"], lr=tuple(lrs),
+                              warmup=sizes["warmup"], eval_every=0, eval_batches=sizes["eval_batches"],
+                              progress=False)
+    res = train_batched(model, text, tcfg, desc=f"atlas {placement} L={depth}")
+    out = []
+    for i, c in enumerate(cells):
+        h = res.instance_history(i)
+        rec = outcome(h["train_loss"], float(h["val_loss"][-1]), res.diverged_at[i], sizes["warmup"])
+        rec.update({"max_hidden_norm": _finite_max(h["hidden_norm_max"]), "max_grad_norm": _finite_max(h["grad_norm"]),
+                    "init": {k: float(v[i]) for k, v in init.items()}, "seconds": res.seconds / len(cells)})
+        out.append(rec)
+    return out
+
+
+def _group_job(placement: str, depth: int, cells: list[dict], sizes: dict, device: str,
+               schedule: list[float] | None = None) -> list[dict]:
+    return train_group(placement, depth, cells, sizes, device, schedule)
+
+
+def run_cells(cells: list[dict], device: str = "cpu", workers: int | None = None) -> list[dict]:
+    """Records for ``cells`` (same sizes each), grouped into one batched model per (placement, depth)."""
+    from verify.training.batched import run_parallel
+
+    groups: dict[tuple, list[int]] = {}
+    for i, c in enumerate(cells):
+        groups.setdefault((c["placement"], c["depth"], tuple(c.get("schedule") or ())), []).append(i)
+    keys = sorted(groups, key=lambda k: -k[1] * len(groups[k]))  # the costliest first: better load balance
+    jobs = []
+    for k in keys:
+        sizes = {s: cells[groups[k][0]][s] for s in AtlasGrid().sizes()}
+        jobs.append({"placement": k[0], "depth": k[1], "cells": [cells[i] for i in groups[k]], "sizes": sizes,
+                     "device": device, "schedule": list(k[2]) or None})
+    results = run_parallel(_group_job, jobs, workers=workers)
+    out: list[dict | None] = [None] * len(cells)
+    for k, recs in zip(keys, results):
+        for i, rec in zip(groups[k], recs):
+            out[i] = rec
+    return out  # type: ignore[return-value]
+
+
+def atlas_runs(grid: AtlasGrid, retrain: bool = False, cache_name: str = "atlas", workers: int | None = None,
+               cache_dir=None) -> list[dict]:
+    """Every cell of ``grid`` with its record ({"config": cell, **outcome}), from the cache where present."""
+    import os
+
+    from verify.training.cache import RunCache, run_key
+
+    text = corpus(grid.corpus_bytes)
+    cache = RunCache(cache_name, directory=cache_dir, enabled=not retrain)
+    cells = grid.cells()
+    keyed = [(run_key(c, text.sha256), c) for c in cells]
+    # One fetch per round of `workers` (placement, depth) slices, so a long cold run saves as it goes.
+    by_group: dict[tuple, list[tuple[str, dict]]] = {}
+    for k, c in keyed:
+        by_group.setdefault((c["placement"], c["depth"]), []).append((k, c))
+    order = sorted(by_group, key=lambda g: -g[1])
+    n = max(1, min(len(order), workers or os.cpu_count() or 1))
+    recs: dict[str, dict] = {}
+    for i in range(0, len(order), n):
+        chunk = [kc for g in order[i:i + n] for kc in by_group[g]]
+        for (k, _), r in zip(chunk, cache.fetch(chunk, lambda missing: run_cells(missing, grid.device, workers))):
+            recs[k] = r
+    if retrain:
+        cache.save()
+    return [{"config": c, **recs[k]} for k, c in keyed]

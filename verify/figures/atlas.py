@@ -1,0 +1,70 @@
+"""The divergence atlas: per placement and depth, which (Δt, lr) trained, and S4's predicted boundary over it.
+
+Data: ``verify.atlas.build_data`` (runs cached under ``figures/runs/atlas*.json``, so this re-renders in seconds;
+``--retrain`` trains again; ``--fast`` is the test-size grid). Drawing: one panel per (depth, placement), Δt on
+the x axis and the learning rate on the y axis (both log); a filled dot is a run that trained, a cross one that
+diverged (NaN/inf, or the final loss not below the initial one); the dashed line is S4's predicted largest stable
+learning rate lr*(Δt) of the primary S4 variant, its constant fitted on the fit half of the grid.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from verify.figures import register_figure, style
+
+
+def data(preset: str = "cpu", fast: bool = False, seed: int = 0, retrain: bool = False,
+         workers: int | None = None) -> dict:
+    from verify.atlas import build_data
+
+    return build_data("test" if fast else preset, retrain=retrain, workers=workers)
+
+
+def draw(data: dict, path: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
+
+    runs = data["runs"]
+    placements = list(dict.fromkeys(r["config"]["placement"] for r in runs))
+    depths = sorted({r["config"]["depth"] for r in runs})
+    with style.figure_style():
+        fig, axes = plt.subplots(len(depths), len(placements), squeeze=False, sharex=True, sharey=True,
+                                 figsize=(style.DOUBLE, 0.9 + 1.05 * len(depths)))
+        for i, L in enumerate(depths):
+            for j, p in enumerate(placements):
+                ax = axes[i][j]
+                rs = [r for r in runs if r["config"]["placement"] == p and r["config"]["depth"] == L]
+                ok = [r for r in rs if not r["diverged"]]
+                bad = [r for r in rs if r["diverged"]]
+                ax.scatter([r["config"]["dt"] for r in ok], [r["config"]["lr"] for r in ok], s=9,
+                           color=style.color(p), label="trained")
+                ax.scatter([r["config"]["dt"] for r in bad], [r["config"]["lr"] for r in bad], s=12, marker="x",
+                           color="#000000", linewidths=0.7, label="diverged")
+                ml = data["model"]["max_lr"][p][str(L)]
+                dts = sorted(float(k) for k in ml)
+                pred = [ml[f"{dt:g}"] for dt in dts]
+                ax.plot(dts, pred, color="#444444", **style.THEORY, label="S4 predicted max lr")
+                ax.set_xscale("log")
+                ax.set_yscale("log")
+                ax.set_xticks(dts, [f"{v:g}" for v in dts])
+                ax.xaxis.set_minor_locator(NullLocator())
+                lrs = sorted({r["config"]["lr"] for r in runs})
+                yt = lrs[::3] if len(lrs) > 3 else lrs
+                ax.set_yticks(yt, [f"{v:g}" for v in yt])
+                ax.yaxis.set_minor_locator(NullLocator())
+                if i == 0:
+                    ax.set_title(p, fontsize=7)
+                if j == 0:
+                    ax.set_ylabel(f"L={L}: lr", fontsize=6)
+                if i == len(depths) - 1:
+                    ax.set_xlabel("Δt", fontsize=6)
+                ax.tick_params(labelsize=5)
+        axes[0][0].legend(fontsize=4.5, loc="lower left")
+        fig.suptitle(f"divergence atlas: S4 held-out accuracy {data['held_out_accuracy']:.0%}, "
+                     f"AUC {data['held_out_auc']:.2f} ({data['primary']})", fontsize=7)
+        fig.tight_layout()
+        return style.save(fig, path)
+
+
+register_figure("atlas", title="Divergence atlas: trained vs diverged over (Δt, lr) per placement and depth, "
+                               "with S4's predicted boundary", data=data, draw=draw)
