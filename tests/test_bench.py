@@ -1,7 +1,9 @@
-"""Smoke test of the engine benchmark (python -m verify.bench --quick): structure, not speed.
+"""The benchmark (python -m verify.bench): structure of its records, the peers' faithfulness, not speed.
 
-No absolute timing is asserted (the machine is shared); only that every measurement exists and every ratio is a
-positive finite number, and that the no-gmpy oracle run really used mpmath's pure-Python backend.
+No absolute timing and no speed ratio is asserted (the machine is shared; the measured ratios are in the README's
+Benchmark section). What is asserted: every record exists with positive finite times, the torch.func peer computes
+the engine's function (to the engine's own round-off bound, and a peer with the wrong placement does not), and the
+loop peer shares the engine's weights.
 """
 from __future__ import annotations
 
@@ -9,47 +11,101 @@ import json
 import math
 
 import pytest
+import torch
 
 from verify import bench
+from verify.checks.oracle import roundoff_tolerance
+from verify.engine.zoo import Stack, StackConfig, sample_inputs
 
-ENGINE_KEYS = {"d", "instances", "tokens", "steps", "gflop", "engine_seconds", "engine_gflops", "bmm_gflops",
-               "loop_gflops", "ratio_to_bmm", "speedup_over_loop"}
+RECORD_KEYS = {"placement", "d", "instances", "mode", "engine_s", "vmap_s", "loop_s", "bmm_s"}
 
 
 def positive_finite(x) -> bool:
     return isinstance(x, float) and math.isfinite(x) and x > 0
 
 
-def test_quick_benchmark_reports_positive_finite_ratios(tmp_path, capsys):
-    """`python -m verify.bench --quick --json PATH` prints the table and writes, for every (d, I) of the quick
-    plan, positive finite GFLOP/s for engine, bmm ceiling and instance loop and their ratios, plus oracle times
-    with the default backend and with MPMATH_NOGMPY=1 (backend 'python')."""
-    import torch
+def test_quick_benchmark_writes_every_record(tmp_path, capsys):
+    """`python -m verify.bench --quick --json PATH` prints the table and writes, for every (placement, d, I) of
+    the quick plan and both modes (fwd, fwdbwd), positive finite seconds for engine, vmap peer, loop and bmm
+    ceiling, plus oracle times for mpmath on gmpy2, flint (when installed) and pure-Python mpmath, at 50 digits."""
+    from verify.engine.oracle import flint_available
 
     out = tmp_path / "bench.json"
     threads = torch.get_num_threads()
-    assert bench.main(["--quick", "--threads", "1", "--json", str(out)]) == 0
+    assert bench.main(["--quick", "--json", str(out)]) == 0
     assert torch.get_num_threads() == threads  # the benchmark restores the process-global thread count
     printed = capsys.readouterr().out
-    assert "engine/bmm" in printed and "mpmath backend" in printed
+    assert "vmap/engine" in printed and "mpmath-gmpy" in printed
     result = json.loads(out.read_text())
-    assert result["quick"] is True
+    assert result["quick"] is True and result["environment"]["threads"] == 1
     plan = bench.QUICK
-    assert [(r["d"], r["instances"]) for r in result["engine"]] == [(d, i) for d in plan["widths"]
-                                                                   for i in plan["instances"]]
-    for row in result["engine"]:
-        assert set(row) == ENGINE_KEYS
-        assert all(positive_finite(row[k]) for k in ENGINE_KEYS - {"d", "instances", "tokens", "steps"})
-    assert len(result["oracle"]) == 2
-    assert result["oracle"][1]["backend"] == "python"
+    assert [(r["placement"], r["d"], r["instances"], r["mode"]) for r in result["records"]] == [
+        (p, d, i, m) for p in plan["placements"] for d in plan["widths"] for i in plan["instances"]
+        for m in bench.MODES]
+    for row in result["records"]:
+        assert RECORD_KEYS <= set(row)
+        assert all(positive_finite(row[k]) for k in ("engine_s", "vmap_s", "loop_s", "bmm_s"))
+        assert row["vmap_over_engine"] == row["vmap_s"] / row["engine_s"]
+    backends = [r["backend"] for r in result["oracle"]]
+    assert backends == ["mpmath-gmpy"] + (["flint"] if flint_available() else []) + ["mpmath-python"]
     for row in result["oracle"]:
         assert positive_finite(row["seconds"]) and row["dps"] == 50
 
 
+@pytest.mark.parametrize("placement", ["pre", "peri", "post", "none"])
+def test_vmap_peer_computes_the_engines_function(placement):
+    """The torch.func ensemble of PeerStack (nn.Linear, nn.LayerNorm, same weights) equals the engine's output
+    within twice the engine's own first-order round-off bound, instance by instance — the comparison is between
+    two implementations of one function, not of two different amounts of work."""
+    cfg = StackConfig(d=8, n_blocks=2, placement=placement, n_heads=2, causal=True, bias_std=0.2)
+    stack = Stack(cfg, 3, seed=5)
+    x = sample_inputs(cfg, 3, 4, seed=6)
+    fn, params = bench.vmap_ensemble(stack)
+    tol = roundoff_tolerance(stack, x)[-1]  # (I, n)
+    with torch.no_grad():
+        err = (fn(params, x) - stack(x)).abs().amax(-1)
+    assert bool((err <= 2 * tol).all()), (err, tol)
+
+
+def test_meta_peer_with_wrong_placement_differs():
+    """Meta-test: a peer built with the pre rule from a peri engine differs from it far beyond round-off, so the
+    faithfulness test above can fail."""
+    cfg = StackConfig(d=8, n_blocks=2, placement="peri", n_heads=2, causal=True, bias_std=0.2)
+    stack = Stack(cfg, 2, seed=5)
+    x = sample_inputs(cfg, 2, 4, seed=6)
+    wrong = bench.peer_from_engine(stack, 0, placement="pre")
+    tol = roundoff_tolerance(stack, x)[-1]
+    with torch.no_grad():
+        err = (wrong(x[0]) - stack(x)[0]).abs().amax(-1)
+    assert bool((err > 1e6 * tol[0]).all())
+
+
+def test_loop_stacks_share_the_engines_weights():
+    """The loop peer's one-instance stacks are views of the engine's parameters (no copies) and reproduce its
+    instances."""
+    cfg = StackConfig(d=8, n_blocks=1, placement="peri", n_heads=2, causal=True, bias_std=0.2)
+    stack = Stack(cfg, 3, seed=7)
+    x = sample_inputs(cfg, 3, 4, seed=8)
+    singles = bench._loop_stacks(stack)
+    big = dict(stack.named_parameters())
+    tol = roundoff_tolerance(stack, x)[-1]
+    with torch.no_grad():
+        for i, one in enumerate(singles):
+            for name, p in one.named_parameters():
+                assert p.data_ptr() == big[name][i:i + 1].data_ptr()
+            assert bool(((one(x[i:i + 1])[0] - stack(x)[i]).abs().amax(-1) <= 2 * tol[i]).all())
+
+
+def test_peer_refuses_what_it_does_not_model():
+    """The peer covers LayerNorm post/pre/peri/none with GELU and biases; anything else is a ValueError naming it."""
+    with pytest.raises(ValueError, match=r"^placement"):
+        bench.peer_from_engine(Stack(StackConfig(d=4, placement="deepnorm"), 1, seed=0), 0)
+    with pytest.raises(ValueError, match=r"^the peer covers"):
+        bench.peer_from_engine(Stack(StackConfig(d=4, norm="rms"), 1, seed=0), 0)
+
+
 def test_flop_count_of_one_block():
     """One attention + MLP block on n tokens costs 8nd² + 4n²d + 4nd·4d FLOPs per instance (matmuls only)."""
-    from verify.engine.zoo import StackConfig
-
     cfg = StackConfig(d=16, n_blocks=1)
     n = 5
     assert bench.stack_flops(cfg, 3, n) == 3 * (8 * n * 16 ** 2 + 4 * n * n * 16 + 4 * n * 16 * 64)
