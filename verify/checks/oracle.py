@@ -280,8 +280,8 @@ LADDER_NOTE = ("the same first-order bound at the 50-digit run's unit round-off 
     "E1",
     title="engine: float64 zoo forward pass equals the 50-digit recursion",
     statement="for every placement, norm, activation and knob of the zoo, each hidden state row X_k[i] and the "
-              "final-norm output computed by verify.engine.zoo.Stack in float64 differ from the exact recursion (mpmath, "
-              "50 digits, certified by a 50/70-digit ladder) by at most the instance's first-order round-off "
+              "final-norm output computed by verify.engine.zoo.Stack in float64 differ from the exact recursion (50 digits: "
+              "python-flint arb midpoints at 169 bits where installed, else mpmath; certified by a 50/70-digit ladder) by at most the instance's first-order round-off "
               "bound for u = 2^-53",
     provenance="engine self-check (no paper claim): the semantics every theorem is written against",
     theory=("verify.engine.oracle.oracle_forward", "verify.checks.oracle.roundoff_tolerance"),
