@@ -54,9 +54,7 @@ def _protected(tree: ast.AST) -> set[int]:
             out.add(id(n))
 
     for node in ast.walk(tree):
-        if isinstance(node, (ast.Raise, ast.JoinedStr)):
-            mark(node)
-        elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+        if isinstance(node, (ast.Raise, ast.JoinedStr)) or isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
             mark(node)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             for a in node.args.args + node.args.kwonlyargs + node.args.posonlyargs:
@@ -312,8 +310,8 @@ def main(argv=None) -> int:
                 if outcome == "survived" and key in equivalent:
                     outcome = "equivalent"
                 counts[outcome] += 1
-                results.append(dict(key=key, description=desc, outcome=outcome, seconds=round(secs, 1),
-                                    source=source.splitlines()[ln - 1].strip()))
+                results.append({"key": key, "description": desc, "outcome": outcome, "seconds": round(secs, 1),
+                                    "source": source.splitlines()[ln - 1].strip()})
                 if outcome in ("survived", "equivalent"):
                     print(f"  {outcome.upper():<10} {key:<32} {desc:<24} | {source.splitlines()[ln - 1].strip()[:90]}",
                           flush=True)
@@ -324,7 +322,7 @@ def main(argv=None) -> int:
                   f"({rate:.1%}); {counts['survived']} survived, {counts['equivalent']} equivalent "
                   f"[{time.perf_counter() - t_mod:.0f}s]", flush=True)
             if args.json is not None:
-                args.json.write_text(json.dumps(dict(summary=summary, mutants=results), indent=1))
+                args.json.write_text(json.dumps({"summary": summary, "mutants": results}, indent=1))
     if args.list:
         return 0
     for module, s in summary.items():
