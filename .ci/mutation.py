@@ -182,13 +182,14 @@ def load_equivalent() -> dict[str, str]:
     return out
 
 
-def run_tests(scratch: Path, tests: list[str], timeout: float) -> tuple[str, float]:
+def run_tests(scratch: Path, tests: list[str], timeout: float, module: str = "") -> tuple[str, float]:
     """Fork, run pytest on ``tests`` in ``scratch``; 'killed', 'survived' or 'timeout', and the seconds."""
     t0 = time.perf_counter()
     pid = os.fork()
     if pid == 0:  # child
         try:
             os.chdir(scratch)
+            os.environ["SWEEP_MODULES"] = module  # tests/test_inputs.py: only the mutated module's functions
             sys.path.insert(0, str(scratch))
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
@@ -287,7 +288,7 @@ def main(argv=None) -> int:
             target = scratch / "theory" / f"{module}.py"
             if not tests:
                 print(f"{module}: no test file imports it; every mutant survives", flush=True)
-            status, base_s = run_tests(scratch, tests, 3600) if tests else ("survived", 0.0)
+            status, base_s = run_tests(scratch, tests, 3600, module) if tests else ("survived", 0.0)
             if status != "survived":
                 print(f"{module}: the unmutated tests fail ({status}); fix them first", flush=True)
                 return 1
@@ -304,7 +305,7 @@ def main(argv=None) -> int:
                     print(f"  {key}: {exc}", flush=True)
                     continue
                 try:
-                    outcome, secs = run_tests(scratch, tests, timeout) if tests else ("survived", 0.0)
+                    outcome, secs = run_tests(scratch, tests, timeout, module) if tests else ("survived", 0.0)
                 finally:
                     target.write_text(source)
                 if outcome == "survived" and key in equivalent:
