@@ -20,6 +20,7 @@ import inspect
 import math
 import os
 import pkgutil
+import re
 import subprocess
 import sys
 
@@ -89,6 +90,7 @@ VALID_FOR = {  # where one name means something else in one function
     "neighbours.deepnorm_init_std": {"matrix": "W1"},
     "neighbours.softmax_lipschitz_constant": {"norm": "l2"},
     "uq.step_lipschitz_bounds": {"eps": 1e-3},
+    "codesign.pre_decay_objective": {"output_decays": (0.2, 0.1)},
     "criterion.optimal_step_sizes": {"c": np.array([1.0, 2.0, 1.5, 0.5])},
     "criterion.schedule_dual_value": {"c": np.array([1.0, 2.0, 1.5, 0.5])},
     "criterion.water_level": {"tau": 0.7},
@@ -130,7 +132,8 @@ ACCEPTS = {
 ACCEPTS_FOR = {
     # batched closed forms: leading/trailing axes beyond the step axis are independent instances (docstrings)
     ("backward.gradient_envelope.a", "shape"), ("backward.gradient_gain_envelope.upper_gains", "shape"),
-    ("codesign.pre_decay_objective.output_sq_norms", "shape"), ("forward.attention_output_sup.wv_head_norms", "shape"),
+    ("codesign.pre_decay_objective.output_sq_norms", "shape"),
+    ("codesign.pre_decay_objective.output_decays", "shape"), ("forward.attention_output_sup.wv_head_norms", "shape"),
     ("trained.activation_bound_attention.wv_head_norms", "shape"), ("criterion.attention_jacobian_sup.wv_head_norms",
                                                                      "shape"),
     ("trained.pre_weight_energy_bound.norm_range", "shape"), ("trained.trained_pre_depth_free_bound.norm_range",
@@ -241,7 +244,9 @@ def test_bad_value_is_refused_naming_the_parameter(name, fn, pname, bad):
     kw[pname] = bad
     with pytest.raises((ValueError, TypeError)) as info:
         fn(**kw)
-    assert pname in str(info.value), f"{name}({pname}={bad!r}) raised without naming {pname}: {info.value}"
+    # the name as a word: "jf" must not be satisfied by a message about "jf_norm" (a mutant survived that way)
+    assert re.search(rf"(?<![A-Za-z0-9_]){re.escape(pname)}(?![A-Za-z0-9_])", str(info.value)), \
+        f"{name}({pname}={bad!r}) raised without naming {pname}: {info.value}"
 
 
 @pytest.mark.parametrize(("name", "fn"), FUNCTIONS, ids=[n for n, _ in FUNCTIONS])

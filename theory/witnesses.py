@@ -289,6 +289,7 @@ def f3_pre_witness(*, d: int = 8, n_tokens: int = 3, n_blocks: int = 2, n_heads:
 
     Domain: placement "pre" or "lns" (r/√ℓ); as ``aligned_witness``. Provenance: paper claim K3, our construction.
     """
+    require_real("gamma", gamma)
     require_int("n_heads", n_heads, 1)
     require_int("seed", seed, 0)
     require_choice("placement", placement, ("pre", "lns"))
