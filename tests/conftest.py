@@ -1,14 +1,22 @@
 """Shared test set-up: hypothesis profiles, the check context, devices, and mpmath precision hygiene."""
 from __future__ import annotations
 
+import os
+
 import mpmath
 import pytest
+from hypothesis import HealthCheck, settings
 
 from verify.checks.registry import Context
 from verify.engine.devices import available_devices
 from verify.engine.strategies import load_profile_from_env
 
+# The soak profile (.ci/soak; README "Mutation and soak"): random, not derandomized, so every round draws fresh
+# examples from the seed pytest is given (--hypothesis-seed); the registered checks' own sampler takes SOAK_SEED.
+settings.register_profile("soak", derandomize=False, max_examples=20, deadline=None, database=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 PROFILE = load_profile_from_env()
+SOAK_SEED = os.environ.get("SOAK_SEED") if PROFILE == "soak" else None
 
 
 def pytest_addoption(parser):
@@ -18,7 +26,8 @@ def pytest_addoption(parser):
 
 
 def pytest_report_header(config):
-    return f"hypothesis profile: {PROFILE}; check level: {config.getoption('--level')}; devices: {available_devices()}"
+    soak = f" (soak seed {SOAK_SEED})" if SOAK_SEED is not None else ""
+    return f"hypothesis profile: {PROFILE}{soak}; check level: {config.getoption('--level')}; devices: {available_devices()}"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -33,6 +42,8 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def ctx(request) -> Context:
     """The check context every registered check runs under in the tests (CPU, fixed seed)."""
+    if SOAK_SEED is not None:  # a soak round: the checks draw from the round's seed, not the fixed default
+        return Context(level=request.config.getoption("--level"), seed=int(SOAK_SEED))
     return Context(level=request.config.getoption("--level"))
 
 
@@ -53,8 +64,6 @@ def _restore_mpmath_precision():
 
 
 def pytest_configure(config):
-    import os
-
     import torch
 
     # One intra-op thread per test process: the suite runs two xdist workers on two cores, and the checks' batched

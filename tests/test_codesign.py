@@ -123,3 +123,9 @@ def test_s3_domain_errors_name_the_parameter(call, name):
     with pytest.raises(ValueError) as err:
         call()
     assert str(err.value).startswith(name)
+
+
+def test_s3_deepnorm_default_step_is_one():
+    """S3(b) with the default Δt = 1 (DeepNorm as written): Δt' = 1/α exactly, ε' = ε/α² (ε = 0 by default)."""
+    assert deepnorm_as_post(4.0) == (0.25, 0.0)
+    assert deepnorm_as_post(2.0, eps=1e-4) == (0.5, pytest.approx(2.5e-5))

@@ -6,6 +6,8 @@ show the same check fails.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -244,3 +246,23 @@ def test_f7_closed_forms_on_hand_computed_values():
     product, energy = th.pre_weight_energy_bound([1.0, 0.5], 2.0, [1.0, 3.0], [2.0, 1.0])
     assert product.tolist() == pytest.approx([0.0, 4.0, 7.0]) and energy.tolist() == pytest.approx([0.0, 5.0, 15.0])
     assert th.trained_pre_depth_free_bound([1.0, 0.5], 2.0, 0.3 * 7.5, 0.3) == pytest.approx(15.0)
+
+
+def test_envelope_moment_bounds_by_hand():
+    """K7 moments under an envelope R = max‖x_0‖ + E: mean |x| ≤ R/√d, both variances ≤ R²/d (d = 16: 1/4, 1/16)."""
+    out = th.envelope_moment_bounds(1.0, np.array([0.0, 1.0, 3.0]), 16)
+    np.testing.assert_allclose(out["row_norm"], [1.0, 2.0, 4.0], rtol=1e-15)
+    np.testing.assert_allclose(out["mean_abs"], [0.25, 0.5, 1.0], rtol=1e-15)
+    np.testing.assert_allclose(out["entrywise_var"], [1 / 16, 0.25, 1.0], rtol=1e-15)
+    np.testing.assert_allclose(out["datawise_var"], [1 / 16, 0.25, 1.0], rtol=1e-15)
+
+
+def test_attention_balance_residual_is_per_instance_for_2d_inputs():
+    """F7 balance on a (2 instances, 2 entries) batch: one gap and one bound per leading row, by hand."""
+    wv = np.array([[3.0, 0.0], [1.0, 1.0]])
+    wo = np.array([[0.0, 4.0], [1.0, 0.0]])
+    gv = np.array([[1.0, 0.0], [0.0, 2.0]])
+    go = np.array([[0.0, 0.0], [3.0, 0.0]])
+    gap, bound = th.attention_balance_residual(gv, wv, go, wo, 0.5)
+    np.testing.assert_allclose(gap, [abs(9 - 16), abs(2 - 1)], rtol=1e-15)
+    np.testing.assert_allclose(bound, [(1 * 3 + 0 * 4) / 0.5, (2 * math.sqrt(2) + 3 * 1) / 0.5], rtol=1e-15)

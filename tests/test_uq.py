@@ -99,3 +99,13 @@ def test_u1_domain_errors_name_the_parameter(call, name):
     with pytest.raises(ValueError) as err:
         call()
     assert str(err.value).startswith(name)
+
+
+def test_u1_default_gains_are_one_by_hand():
+    """The documented defaults γ = γ_out = 1 (the zoo's initial gains), by hand: pre 1 + ΔtJ/√ε = 1 + 0.5·2/0.5,
+    peri 1 + Δt(1/√ε_o)J(1/√ε_i) = 1 + 0.5·0.5·2·2, post (1/√ε)(1 + ΔtJ) = 2·2 — a default that drifted from 1
+    (or a γ exercised only at its default) would change these."""
+    assert step_lipschitz_bounds("pre", 0.5, [2.0], eps=0.25) == pytest.approx([3.0])
+    assert step_lipschitz_bounds("peri", 0.5, [2.0], eps=0.25, eps_out=4.0) == pytest.approx([2.0])
+    assert step_lipschitz_bounds("peri", 0.5, [2.0], gamma=2.0, eps=0.25, eps_out=4.0) == pytest.approx([3.0])
+    assert step_lipschitz_bounds("post", 0.5, [2.0], eps=0.25) == pytest.approx([4.0])

@@ -70,8 +70,26 @@ def require_choice(name: str, value, choices: Sequence[str]):
     return value
 
 
+def as_float_array(name: str, value) -> np.ndarray:
+    """``np.asarray(value, dtype=float)``, but a string or other non-number is a ValueError naming ``name``."""
+    if isinstance(value, (str, bytes)):
+        raise ValueError(f"{name} must be a number or an array of numbers, got {value!r}")
+    try:
+        return np.asarray(value, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a number or an array of numbers, got {value!r} ({exc})") from exc
+
+
+def as_vector(name: str, value) -> np.ndarray:
+    """A scalar or 1-D sequence of numbers as a 1-D float array (per-step constants); ValueError naming ``name``."""
+    arr = np.atleast_1d(as_float_array(name, value))
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a number or a 1-D sequence (one per step), got shape {arr.shape}")
+    return arr
+
+
 def require_finite_array(name: str, value, ndim: int | None = None) -> np.ndarray:
-    arr = np.asarray(value, dtype=float)
+    arr = as_float_array(name, value)
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimension(s), got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
@@ -85,9 +103,9 @@ def step_sizes(dt, n_steps: int, name: str = "dt") -> np.ndarray:
     if _is_real_scalar(dt):
         require_positive(name, dt)
         return np.full(n_steps, float(dt))
-    if not isinstance(dt, (Sequence, np.ndarray, Iterable)):
+    if isinstance(dt, (str, bytes)) or not isinstance(dt, (Sequence, np.ndarray, Iterable)):
         raise ValueError(f"{name} must be a positive number or a sequence of them, got {dt!r}")
-    arr = np.asarray(list(dt), dtype=float)
+    arr = as_float_array(name, list(dt))
     if arr.shape != (n_steps,):
         raise ValueError(f"{name} must have one entry per step ({n_steps}), got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):

@@ -20,6 +20,7 @@ import mpmath
 import numpy as np
 
 from theory._domain import (
+    as_float_array,
     require_choice,
     require_int,
     require_positive,
@@ -28,23 +29,23 @@ from theory._domain import (
 )
 
 __all__ = [
-    "norm_jacobian_scale",
-    "norm_jacobian_norm_bound",
-    "pre_step_deviation_bound",
-    "lns_step_deviation_bound",
-    "peri_step_deviation_bound",
-    "outnorm_step_deviation_bound",
-    "none_step_deviation_bound",
-    "post_step_norm_bound",
     "deepnorm_step_norm_bound",
+    "euler_radial_derivative",
+    "gaussian_activation_moments",
     "gradient_envelope",
     "gradient_gain_envelope",
     "homogeneous_gradient_scale",
-    "euler_radial_derivative",
-    "step_bound_weight_growth_factor",
-    "gaussian_activation_moments",
     "jacobian_moment_recursion",
+    "lns_step_deviation_bound",
     "mp_to_float",
+    "none_step_deviation_bound",
+    "norm_jacobian_norm_bound",
+    "norm_jacobian_scale",
+    "outnorm_step_deviation_bound",
+    "peri_step_deviation_bound",
+    "post_step_norm_bound",
+    "pre_step_deviation_bound",
+    "step_bound_weight_growth_factor",
 ]
 
 NORM_KINDS = ("layer", "rms")
@@ -58,7 +59,7 @@ def _array(name: str, value, *, positive: bool) -> np.ndarray:
     if isinstance(value, bool):
         raise ValueError(f"{name} must be a real number or array, got {value!r}")
     try:
-        arr = np.asarray(value, dtype=float)
+        arr = as_float_array(name, value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be a real number or array, got {value!r}") from exc
     if not np.all(np.isfinite(arr)):
@@ -89,7 +90,7 @@ def norm_jacobian_scale(z, eps: float, norm: str = "layer") -> np.ndarray:
     require_real("eps", eps)
     if not eps >= 0:
         raise ValueError(f"eps must be >= 0, got {eps!r}")
-    z = np.asarray(z, dtype=float)
+    z = as_float_array("z", z)
     if z.ndim < 1 or z.shape[-1] < 2:
         raise ValueError(f"z must have rows of width d >= 2 on its last axis, got shape {z.shape}")
     if not np.all(np.isfinite(z)):
@@ -283,7 +284,7 @@ def euler_radial_derivative(degree: float, loss_value):
     increase ‖W‖ (‖W − η∇‖² = ‖W‖² + η²‖∇‖²). Provenance: our statement. Domain: real degree and loss.
     """
     require_real("degree", degree)
-    lv = np.asarray(loss_value, dtype=float)
+    lv = as_float_array("loss_value", loss_value)
     if not np.all(np.isfinite(lv)):
         raise ValueError(f"loss_value must be finite, got {loss_value!r}")
     return _out(float(degree) * lv)
@@ -432,10 +433,15 @@ def jacobian_moment_recursion(placement: str, d: int, n_steps: int, dt=1.0, *, w
                 skip.append(skip[-1] * x)
             skip = skip[::-1]
     with mpmath.workdps(dps):
-        rnd = lambda xs: None if xs is None else [+x for x in xs]  # noqa: E731  round to dps digits
+        rnd = lambda xs: None if xs is None else [+x for x in xs]
         return {"C": rnd(C), "chi": rnd(chi), "Q": rnd(Q), "skip": rnd(skip)}
 
 
 def mp_to_float(xs) -> np.ndarray:
     """Utility, no theorem: an mpmath list (as returned by B5's recursion) → float64 array."""
-    return np.array([float(x) for x in xs], dtype=float)
+    if isinstance(xs, (str, bytes)):
+        raise ValueError(f"xs must be a sequence of (mpmath) numbers, got {xs!r}")
+    try:
+        return np.array([float(x) for x in xs], dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"xs must be a sequence of (mpmath) numbers ({exc})") from exc

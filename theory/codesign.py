@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from theory._domain import (
+    as_float_array,
     require_nonnegative,
     require_positive,
     require_real,
@@ -28,15 +29,15 @@ from theory._domain import (
 )
 
 __all__ = [
-    "pre_absorbed_output_scale",
-    "pre_effective_output_decay",
-    "pre_decay_objective",
-    "norm_scaled_input_eps",
     "deepnorm_as_post",
     "deepnorm_post_deviation",
     "deepnorm_post_deviation_sup",
-    "peri_update_row_norm",
+    "norm_scaled_input_eps",
     "peri_dt_as_output_gain",
+    "peri_update_row_norm",
+    "pre_absorbed_output_scale",
+    "pre_decay_objective",
+    "pre_effective_output_decay",
 ]
 
 
@@ -74,11 +75,11 @@ def pre_decay_objective(loss, other_sq_norm, output_sq_norms, weight_decay, outp
     require_real("loss", loss)
     require_nonnegative("other_sq_norm", other_sq_norm)
     require_nonnegative("weight_decay", weight_decay)
-    out = np.atleast_1d(np.asarray(output_sq_norms, dtype=float))
+    out = np.atleast_1d(as_float_array("output_sq_norms", output_sq_norms))
     if np.any(~np.isfinite(out)) or np.any(out < 0):
         raise ValueError("output_sq_norms must be finite and >= 0")
     decays = np.full(out.shape, float(weight_decay)) if output_decays is None else \
-        np.broadcast_to(np.asarray(output_decays, dtype=float), out.shape)
+        np.broadcast_to(as_float_array("output_decays", output_decays), out.shape)
     if np.any(~np.isfinite(decays)) or np.any(decays < 0):
         raise ValueError("output_decays must be finite and >= 0")
     return float(loss) + 0.5 * float(weight_decay) * float(other_sq_norm) + 0.5 * float(np.sum(decays * out))
@@ -118,7 +119,7 @@ def deepnorm_post_deviation(sigma, alpha, eps, gamma_max, d) -> np.ndarray:
     Provenance: our statement (paper claim K5; neighbour: Wang et al. 2022). Domain: σ ≥ 0, α > 0, ε ≥ 0,
     ‖γ‖_∞ ≥ 0, d ≥ 2 (σ = 0 with ε = 0 is undefined and gives 0 by convention: both sides are then β).
     """
-    s = np.asarray(sigma, dtype=float)
+    s = as_float_array("sigma", sigma)
     if np.any(~np.isfinite(s)) or np.any(s < 0):
         raise ValueError("sigma must be finite and >= 0")
     require_positive("alpha", alpha)
@@ -175,8 +176,8 @@ def peri_dt_as_output_gain(dt, gamma_out, beta_out=0.0) -> tuple[float, float]:
     Provenance: paper claim K5, our statement. Domain: Δt > 0, γ, β finite.
     """
     require_positive("dt", dt)
-    g = np.asarray(gamma_out, dtype=float)
-    b = np.asarray(beta_out, dtype=float)
+    g = as_float_array("gamma_out", gamma_out)
+    b = as_float_array("beta_out", beta_out)
     if not (np.all(np.isfinite(g)) and np.all(np.isfinite(b))):
         raise ValueError("gamma_out and beta_out must be finite")
     out_g, out_b = float(dt) * g, float(dt) * b

@@ -52,6 +52,8 @@ from scipy import optimize, special
 
 from theory._domain import (
     NORMS,
+    as_float_array,
+    as_vector,
     require_choice,
     require_int,
     require_nonnegative,
@@ -76,30 +78,30 @@ from theory.forward import (
 )
 
 __all__ = [
-    "GELU_LIPSCHITZ",
     "ACTIVATION_LIPSCHITZ",
-    "mlp_jacobian_sup",
-    "attention_jacobian_sup",
-    "SublayerNorms",
-    "StabilityBounds",
-    "AdmissibleStep",
-    "propagated_scale_floor",
-    "forward_gain_bound",
-    "backward_log_gain_bound",
-    "peri_stability_bounds",
-    "pre_stability_bounds",
-    "post_stability_bounds",
-    "none_stability_bounds",
+    "GELU_LIPSCHITZ",
     "STABILITY_BOUNDS",
-    "stability_bounds",
+    "AdmissibleStep",
+    "OptimalSchedule",
+    "StabilityBounds",
+    "SublayerNorms",
+    "attention_jacobian_sup",
+    "backward_log_gain_bound",
+    "forward_gain_bound",
     "max_uniform_dt",
     "max_uniform_dt_closed_form",
-    "post_max_dt_closed_form",
-    "OptimalSchedule",
-    "water_level",
-    "optimal_step_sizes",
-    "schedule_dual_value",
+    "mlp_jacobian_sup",
+    "none_stability_bounds",
     "one_sided_optimal_time",
+    "optimal_step_sizes",
+    "peri_stability_bounds",
+    "post_max_dt_closed_form",
+    "post_stability_bounds",
+    "pre_stability_bounds",
+    "propagated_scale_floor",
+    "schedule_dual_value",
+    "stability_bounds",
+    "water_level",
 ]
 
 SIDES = ("upper", "two")
@@ -124,7 +126,7 @@ def _norm_value(name: str, value) -> float:
 def _norm_tuple(name: str, values) -> tuple[float, ...]:
     if isinstance(values, (int, float, np.floating)) and not isinstance(values, bool):
         values = (values,)
-    arr = np.asarray(values, dtype=float).ravel()
+    arr = as_float_array(name, values).ravel()
     return tuple(_norm_value(f"{name}[{h}]", float(v)) for h, v in enumerate(arr))
 
 
@@ -136,7 +138,7 @@ def _require_B_tau(B, tau):
     return float(B), float(tau)
 
 
-def _require_sublayers(sublayers) -> tuple["SublayerNorms", ...]:
+def _require_sublayers(sublayers) -> tuple[SublayerNorms, ...]:
     if isinstance(sublayers, SublayerNorms):
         sublayers = (sublayers,)
     if not isinstance(sublayers, Sequence) or not sublayers:
@@ -320,7 +322,7 @@ def propagated_scale_floor(x0_min_scale, increments, d, eps) -> np.ndarray:
     require_nonnegative("x0_min_scale", x0_min_scale)
     require_width("d", d)
     require_nonnegative("eps", eps)
-    inc = np.asarray(increments, dtype=float)
+    inc = as_float_array("increments", increments)
     if inc.ndim != 1 or np.any(np.isnan(inc)) or np.any(inc < 0):
         raise ValueError("increments must be a 1-D array of values >= 0")
     spent = np.concatenate([[0.0], np.cumsum(inc)[:-1]]) / math.sqrt(d)
@@ -338,9 +340,9 @@ def forward_gain_bound(dt, c, x0_max_norm, a=0.0) -> float:
     infinite. Provenance: paper claim K5, our statement. Domain: Δt_k > 0, a_k, c_k ≥ 0, M_0 > 0.
     """
     require_positive("x0_max_norm", x0_max_norm)
-    c_arr = np.atleast_1d(np.asarray(c, dtype=float))
-    a_arr = np.atleast_1d(np.asarray(a, dtype=float))
-    k = max(c_arr.size, a_arr.size, np.atleast_1d(np.asarray(dt, dtype=float)).size)
+    c_arr = as_vector("c", c)
+    a_arr = as_vector("a", a)
+    k = max(c_arr.size, a_arr.size, np.atleast_1d(as_float_array("dt", dt)).size)
     dts = step_sizes(dt if np.ndim(dt) else float(dt), k)
     c_arr = np.broadcast_to(c_arr, (k,)) if c_arr.size in (1, k) else c_arr
     a_arr = np.broadcast_to(a_arr, (k,)) if a_arr.size in (1, k) else a_arr
@@ -360,7 +362,7 @@ def forward_gain_bound(dt, c, x0_max_norm, a=0.0) -> float:
 
 def _step_log_gains(deviation: np.ndarray, sided: str) -> np.ndarray:
     """log L_k from ‖A_k − I‖ ≤ deviation_k: log(1 + dev) (upper) or −log(1 − dev) (two-sided, inf if dev ≥ 1)."""
-    dev = np.asarray(deviation, dtype=float)
+    dev = as_float_array("deviation", deviation)
     if sided == "upper":
         return np.log1p(dev)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -377,13 +379,15 @@ def backward_log_gain_bound(dt, ell, log_prefactor=0.0, sided: str = "upper") ->
     Provenance: paper claim K4/K5, our statement. Domain: Δt_k > 0, ℓ_k ≥ 0 (inf allowed).
     """
     require_choice("sided", sided, SIDES)
-    ell_arr = np.atleast_1d(np.asarray(ell, dtype=float))
-    k = max(ell_arr.size, np.atleast_1d(np.asarray(dt, dtype=float)).size)
+    ell_arr = as_vector("ell", ell)
+    k = max(ell_arr.size, np.atleast_1d(as_float_array("dt", dt)).size)
     dts = step_sizes(dt if np.ndim(dt) else float(dt), k)
     ell_arr = np.broadcast_to(ell_arr, (k,))
     if np.any(np.isnan(ell_arr)) or np.any(ell_arr < 0):
         raise ValueError("ell must be >= 0 entrywise")
-    pre = np.broadcast_to(np.atleast_1d(np.asarray(log_prefactor, dtype=float)), (k,))
+    pre = np.broadcast_to(as_vector("log_prefactor", log_prefactor), (k,))
+    if not np.all(np.isfinite(pre)):
+        raise ValueError(f"log_prefactor must be finite, got {log_prefactor!r}")
     if sided == "two" and np.any(pre != 0):
         raise ValueError("log_prefactor must be 0 for sided='two' (the two-sided form needs ‖A − I‖ < 1)")
     with np.errstate(invalid="ignore"):
@@ -393,7 +397,7 @@ def backward_log_gain_bound(dt, ell, log_prefactor=0.0, sided: str = "upper") ->
 
 def _suffix_max(step_logs: np.ndarray) -> float:
     """max(0, max_k Σ_{j≥k} step_logs_j) — the log of the largest end-to-end gain bound."""
-    logs = np.asarray(step_logs, dtype=float)
+    logs = as_float_array("step_logs", step_logs)
     if np.any(np.isposinf(logs)):
         return math.inf
     suffix = np.cumsum(logs[::-1])
@@ -413,8 +417,8 @@ def _common(dt, sublayers, x0_max_norm, x0_min_scale, sided):
 def _deviation(fn: Callable, dts, jf, floors) -> np.ndarray:
     """‖A_k − I‖ bounds from a B2 step bound ``fn(Δt, J, s_floor)`` (called once, vectorised over the finite
     steps); an infinite Jacobian sup or a zero scale floor gives an infinite bound (no a priori bound there)."""
-    jf = np.asarray(jf, dtype=float)
-    floors = np.asarray(floors, dtype=float)
+    jf = as_float_array("jf", jf)
+    floors = as_float_array("floors", floors)
     out = np.where(jf == 0, 0.0, np.inf)
     ok = (jf > 0) & np.isfinite(jf) & (floors > 0)
     if np.any(ok):
@@ -681,8 +685,8 @@ def max_uniform_dt_closed_form(n_steps, c, ell, x0_max_norm, B, tau, a=0.0, side
     B, tau = _require_B_tau(B, tau)
     require_choice("sided", sided, SIDES)
     require_nonnegative("a", a)
-    c_arr = np.broadcast_to(np.asarray(c, dtype=float), (K,)).copy()
-    ell_arr = np.broadcast_to(np.asarray(ell, dtype=float), (K,)).copy()
+    c_arr = np.broadcast_to(as_float_array("c", c), (K,)).copy()
+    ell_arr = np.broadcast_to(as_float_array("ell", ell), (K,)).copy()
     for name, arr in (("c", c_arr), ("ell", ell_arr)):
         if np.any(np.isnan(arr)) or np.any(arr < 0):
             raise ValueError(f"{name} must be >= 0 entrywise")
@@ -705,10 +709,10 @@ def max_uniform_dt_closed_form(n_steps, c, ell, x0_max_norm, B, tau, a=0.0, side
         dt_b = (math.expm1(tau / K) if sided == "upper" else -math.expm1(-tau / K)) / ell_arr[0]
     else:
         if sided == "upper":
-            f = lambda h: float(np.sum(np.log1p(h * ell_arr))) - tau  # noqa: E731
+            f = lambda h: float(np.sum(np.log1p(h * ell_arr))) - tau
             hi = math.expm1(tau) / float(np.max(ell_arr))  # one step alone reaches τ there
         else:
-            f = lambda h: float(np.sum(-np.log1p(-np.minimum(h * ell_arr, 1 - 1e-16)))) - tau  # noqa: E731
+            f = lambda h: float(np.sum(-np.log1p(-np.minimum(h * ell_arr, 1 - 1e-16)))) - tau
             hi = (1 - 1e-16) / float(np.max(ell_arr))
         lo = (math.expm1(tau / K) if sided == "upper" else -math.expm1(-tau / K)) / float(np.max(ell_arr))
         dt_b = lo if f(lo) >= 0 else optimize.brentq(f, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps)
@@ -756,7 +760,7 @@ def water_level(log_w, tau) -> tuple[float, np.ndarray]:
     Domain: τ > 0, at least one finite log w, no NaN or −inf.
     """
     require_positive("tau", tau)
-    lw = np.asarray(log_w, dtype=float)
+    lw = as_vector("log_w", log_w)
     finite = np.isfinite(lw)
     if not np.any(finite) or np.any(np.isnan(lw)) or np.any(np.isneginf(lw)):
         raise ValueError("log_w must hold at least one finite value and no NaN or -inf")
@@ -782,6 +786,30 @@ def _fill(ell: np.ndarray, log_w: np.ndarray, tau: float) -> tuple[np.ndarray, f
     return np.maximum(dt, 0.0), loglam
 
 
+def _schedule_inputs(c, ell, forward_budget, tau):
+    """The S2 schedule inputs, validated: ℓ (1-D, finite, > 0), c (finite, ≥ 0, one per step), β_F > 0 (inf
+    allowed), τ > 0; ValueError naming the parameter."""
+    ell_arr = np.atleast_1d(as_float_array("ell", ell))
+    if ell_arr.ndim != 1 or not np.all(np.isfinite(ell_arr)) or not np.all(ell_arr > 0):
+        raise ValueError("ell must be a 1-D array of finite values > 0")
+    c_in = as_float_array("c", c)
+    if c_in.ndim > 1 or (c_in.ndim == 1 and c_in.size not in (1, ell_arr.size)):
+        raise ValueError(f"c must be a scalar or one value per step ({ell_arr.size}), got shape {c_in.shape}")
+    c_arr = np.broadcast_to(c_in, ell_arr.shape).copy()
+    if not np.all(np.isfinite(c_arr)) or np.any(c_arr < 0):
+        raise ValueError("c must be finite and >= 0 entrywise")
+    if isinstance(forward_budget, (str, bytes)) or isinstance(forward_budget, bool):
+        raise ValueError(f"forward_budget must be a number > 0 (inf allowed), got {forward_budget!r}")
+    try:
+        beta = float(forward_budget)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"forward_budget must be a number > 0 (inf allowed), got {forward_budget!r}") from exc
+    if math.isnan(beta) or not beta > 0:
+        raise ValueError(f"forward_budget must be > 0 (inf allowed), got {forward_budget!r}")
+    require_positive("tau", tau)
+    return ell_arr, c_arr, beta
+
+
 def optimal_step_sizes(c, ell, forward_budget, tau, *, level_factor: float = 1.0) -> OptimalSchedule:
     """S2 — maximise T = Σ Δt_k subject to Σ c_kΔt_k ≤ β_F and Σ −log(1 − ℓ_kΔt_k) ≤ τ, Δt ≥ 0.
 
@@ -798,17 +826,8 @@ def optimal_step_sizes(c, ell, forward_budget, tau, *, level_factor: float = 1.0
     wrong solution for the meta-tests. Provenance: paper claim K5 (optimising the scaling strategy), our statement.
     Domain: ℓ_k > 0, c_k ≥ 0, β_F > 0 (inf allowed), τ > 0.
     """
-    ell_arr = np.atleast_1d(np.asarray(ell, dtype=float))
-    if ell_arr.ndim != 1 or not np.all(np.isfinite(ell_arr)) or not np.all(ell_arr > 0):
-        raise ValueError("ell must be a 1-D array of finite values > 0")
+    ell_arr, c_arr, beta = _schedule_inputs(c, ell, forward_budget, tau)
     K = ell_arr.size
-    c_arr = np.broadcast_to(np.asarray(c, dtype=float), (K,)).copy()
-    if not np.all(np.isfinite(c_arr)) or np.any(c_arr < 0):
-        raise ValueError("c must be finite and >= 0 entrywise")
-    beta = float(forward_budget)
-    if math.isnan(beta) or not beta > 0:
-        raise ValueError(f"forward_budget must be > 0 (inf allowed), got {forward_budget!r}")
-    require_positive("tau", tau)
     require_positive("level_factor", level_factor)
     shift = math.log(level_factor)
 
@@ -828,11 +847,11 @@ def optimal_step_sizes(c, ell, forward_budget, tau, *, level_factor: float = 1.0
     pos = c_arr[c_arr > 0]
     mu_hi = 1.0 / float(np.min(pos))
     if np.any(c_arr == 0):
-        g = lambda mu: float(np.dot(c_arr, fill(mu)[0])) - beta  # noqa: E731
+        g = lambda mu: float(np.dot(c_arr, fill(mu)[0])) - beta
         mu = optimize.brentq(g, 0.0, mu_hi, xtol=1e-300, rtol=4 * np.finfo(float).eps)
     else:
         mu_edge = mu_hi * (1 - 1e-13)
-        g = lambda mu: float(np.dot(c_arr, fill(mu)[0])) - beta  # noqa: E731
+        g = lambda mu: float(np.dot(c_arr, fill(mu)[0])) - beta
         if g(mu_edge) > 0:
             # λ = 0: only the forward budget binds; spend it on the cheapest steps, backward-feasibly.
             tie = c_arr <= float(np.min(pos)) * (1 + 1e-12)
@@ -853,11 +872,9 @@ def schedule_dual_value(c, ell, forward_budget, tau, lam, mu) -> float:
     Provenance: S2, our statement (paper claim K5). Domain: as ``optimal_step_sizes``; λ, μ ≥ 0 (β_F = inf
     needs μ = 0).
     """
-    ell_arr = np.atleast_1d(np.asarray(ell, dtype=float))
-    c_arr = np.broadcast_to(np.asarray(c, dtype=float), ell_arr.shape)
+    ell_arr, c_arr, beta = _schedule_inputs(c, ell, forward_budget, tau)
     require_nonnegative("lam", lam)
     require_nonnegative("mu", mu)
-    beta = float(forward_budget)
     slope = 1.0 - mu * c_arr
     with np.errstate(divide="ignore", invalid="ignore"):
         inner = np.where(
@@ -879,7 +896,7 @@ def one_sided_optimal_time(ell, tau) -> tuple[float, int]:
     function) and its optimum is a single huge step: the reason S2 uses the two-sided constraint.
     Returns (T*, index of the step). Domain: ℓ_k > 0, τ > 0.
     """
-    ell_arr = np.atleast_1d(np.asarray(ell, dtype=float))
+    ell_arr = as_vector("ell", ell)
     if not np.all(np.isfinite(ell_arr)) or not np.all(ell_arr > 0):
         raise ValueError("ell must be finite and > 0 entrywise")
     require_positive("tau", tau)

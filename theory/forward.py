@@ -19,17 +19,22 @@ import math
 
 import numpy as np
 
-from theory._domain import require_int, require_nonnegative, require_width
+from theory._domain import (
+    as_float_array,
+    require_int,
+    require_nonnegative,
+    require_width,
+)
 from theory.norms import norm_output_bound
 
 __all__ = [
-    "post_row_bound",
-    "peri_norm_bound",
-    "peri_moment_bounds",
-    "mlp_output_sup",
     "attention_output_sup",
-    "pre_norm_bound",
+    "mlp_output_sup",
     "none_gronwall_bound",
+    "peri_moment_bounds",
+    "peri_norm_bound",
+    "post_row_bound",
+    "pre_norm_bound",
 ]
 
 
@@ -39,7 +44,7 @@ def _nonneg_array(name: str, value) -> np.ndarray:
     if isinstance(value, bool):
         raise ValueError(f"{name} must be a non-negative real number or array, got {value!r}")
     try:
-        arr = np.asarray(value, dtype=float)
+        arr = as_float_array(name, value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be a non-negative real number or array, got {value!r}") from exc
     if not np.all(np.isfinite(arr)):
@@ -192,6 +197,7 @@ def peri_moment_bounds(x0_max_norm, dt, c_out, d, n_steps=None) -> dict[str, np.
     Domain: ValueError naming the parameter.
     """
     require_width("d", d)
+    _nonneg_array("x0_max_norm", x0_max_norm)
     r = peri_norm_bound(x0_max_norm, dt, c_out, n_steps=n_steps)
     return {"row_norm": r, "mean_abs": r / math.sqrt(d), "entrywise_var": r * r / d, "datawise_var": r * r / d}
 

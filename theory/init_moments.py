@@ -40,10 +40,12 @@ import numpy as np
 from scipy import integrate, special, stats
 
 from theory._domain import (
+    as_float_array,
     require_choice,
     require_finite_array,
     require_int,
     require_nonnegative,
+    require_positive,
     require_real,
     require_width,
     step_sizes,
@@ -90,7 +92,7 @@ def _nonneg(name: str, value):
 
 def _positive_arg(name: str, value):
     v = _nonneg(name, value)
-    if np.any(np.asarray(v, dtype=float) <= 0) if not _is_mp(v) else not v > 0:
+    if np.any(as_float_array(name, v) <= 0) if not _is_mp(v) else not v > 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
     return v
 
@@ -101,7 +103,7 @@ def _nu(d: int, norm: str) -> int:
 
 
 # ---- quadrature rules --------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _chi2_rule(dof: float, h: float = LOG_STEP) -> tuple[np.ndarray, np.ndarray]:
     """Nodes/weights for E over χ²_dof (dof > 0): trapezoid rule in t = log X on the central 1 − 2·CHI2_TAIL mass."""
     lo, hi = math.log(stats.chi2.ppf(CHI2_TAIL, dof)), math.log(stats.chi2.isf(CHI2_TAIL, dof))
@@ -116,8 +118,10 @@ def chi2_expect(func, dof: float, h: float = LOG_STEP):
     """E[func(X)], X ~ χ²_dof, by the log-variable trapezoid rule; dof = 0 means X ≡ 0.
 
     ``func`` maps an array of nodes (broadcast on a new last axis) to values; the result drops that axis.
-    Helper for the exact mixtures below (no theorem of its own).
+    Helper for the exact mixtures below (no theorem of its own). Domain: dof ≥ 0, h > 0.
     """
+    require_nonnegative("dof", dof)
+    require_positive("h", h)
     if dof == 0:
         return func(np.zeros(1))[..., 0]
     # log X has spread ~√(2/dof): the strip argument needs h·√dof bounded (0.6 gives < 1e-15 at every dof tried)
@@ -145,7 +149,7 @@ def gelu_phi2_closed_form(q):
     if _is_mp(q):
         return (q / 4 + q * mpmath.asin(q / (1 + q)) / (2 * mpmath.pi)
                 + q**2 / (mpmath.pi * (1 + q) * mpmath.sqrt(1 + 2 * q)))
-    q = np.asarray(q, dtype=float) if _is_array(q) else float(q)
+    q = as_float_array("q", q) if _is_array(q) else float(q)
     return q / 4 + q * np.arcsin(q / (1 + q)) / (2 * np.pi) + q**2 / (np.pi * (1 + q) * np.sqrt(1 + 2 * q))
 
 
@@ -161,7 +165,7 @@ def _phi_power_moment(q, activation: str, power: int):
         return mpmath.quad(lambda t: (s * t * mpmath.ncdf(s * t)) ** power * mpmath.npdf(t),
                            [-mpmath.inf, 0, mpmath.inf])
     if _is_array(q):
-        q = np.asarray(q, dtype=float)
+        q = as_float_array("q", q)
         if power == 2:  # the closed form, certified equal to the quadrature below to ~1e-15 in the tests
             return gelu_phi2_closed_form(q)
         return np.vectorize(lambda v: _phi_power_moment(float(v), activation, power), otypes=[float])(q)
@@ -292,7 +296,7 @@ def chi2_rho(a, d: int, eps, norm: str = "layer"):
         return 1 - _precision_ladder(lambda: x * mpmath.exp(x) * mpmath.expint(mpmath.mpf(nu) / 2, x))
     if eps == 0:
         return np.ones_like(a, dtype=float) if _is_array(a) else 1.0
-    a_arr = np.asarray(a, dtype=float)
+    a_arr = as_float_array("a", a)
     c = d * float(eps)
     out = chi2_expect(lambda X: (a_arr[..., None] * X) / (a_arr[..., None] * X + c), nu)
     return out if _is_array(a) else float(out)
@@ -349,7 +353,7 @@ def noncentral_chi2_rho(a, signal, d: int, eps, norm: str = "layer"):
     if eps == 0:
         shape = np.broadcast(np.asarray(a), np.asarray(signal)).shape
         return np.ones(shape) if (_is_array(a) or _is_array(signal)) else 1.0
-    a_arr, s_arr = np.broadcast_arrays(np.asarray(a, dtype=float), np.asarray(signal, dtype=float))
+    a_arr, s_arr = np.broadcast_arrays(as_float_array("a", a), as_float_array("signal", signal))
     flat_a, flat_s = a_arr.ravel(), s_arr.ravel()
     out = np.empty(flat_a.shape)
     for lo in range(0, flat_a.size, 4096):  # bounded temporaries: 4096 rows × a few hundred nodes
@@ -533,7 +537,7 @@ def attention_output_rho_single_token(d: int, wv_var, wo_var, u_sq, eps, bo_var=
 # ---- the recursions --------------------------------------------------------------------------------------------------
 def _increments(dt, per_step, name: str):
     per_step = _nonneg(name, per_step)
-    arr = np.asarray(per_step, dtype=float)
+    arr = as_float_array("per_step", per_step)
     if _is_real_scalar_or_mp(dt):
         if arr.ndim == 0:
             raise ValueError(f"dt must be a sequence (one Δt_k per step) when {name} is a scalar")
@@ -610,6 +614,6 @@ def post_second_moment(gamma, d: int, rho):
     gamma = require_real("gamma", gamma)
     d = require_width("d", d)
     rho = _nonneg("rho", rho)
-    if np.any(np.asarray(rho, dtype=float) > 1 + 1e-12):  # quadrature round-off allowance, as above
+    if np.any(as_float_array("rho", rho) > 1 + 1e-12):  # quadrature round-off allowance, as above
         raise ValueError(f"rho must be in [0, 1], got {rho!r}")
     return gamma**2 * d * rho

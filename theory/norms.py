@@ -25,21 +25,31 @@ import numpy as np
 
 from theory._domain import (
     _is_real_scalar,
+    as_float_array,
     require_nonnegative,
     require_real,
     require_width,
 )
 
 __all__ = [
+    "NormJacobianEigenvalues",
+    "ln_jacobian",
+    "ln_jacobian_eigenvalues",
+    "ln_jacobian_frobenius_norm",
+    "ln_jacobian_norm_bound",
+    "ln_jacobian_spectral_norm",
+    "ln_jacobian_spectrum",
+    "ln_row_variance",
+    "norm_equivalent_eps",
+    "norm_jacobian_scale_factor",
     "norm_output_bound",
-    "ln_row_variance", "rms_row_mean_square",
-    "ln_jacobian", "rms_jacobian",
-    "NormJacobianEigenvalues", "ln_jacobian_eigenvalues", "rms_jacobian_eigenvalues",
-    "ln_jacobian_spectrum", "rms_jacobian_spectrum",
-    "ln_jacobian_spectral_norm", "rms_jacobian_spectral_norm",
-    "ln_jacobian_frobenius_norm", "rms_jacobian_frobenius_norm",
-    "ln_jacobian_norm_bound", "rms_jacobian_norm_bound",
-    "norm_equivalent_eps", "norm_jacobian_scale_factor",
+    "rms_jacobian",
+    "rms_jacobian_eigenvalues",
+    "rms_jacobian_frobenius_norm",
+    "rms_jacobian_norm_bound",
+    "rms_jacobian_spectral_norm",
+    "rms_jacobian_spectrum",
+    "rms_row_mean_square",
 ]
 
 
@@ -55,7 +65,7 @@ def _real_scalar_or_array(name: str, value, nonnegative: bool = False):
     if isinstance(value, (str, bytes)) or value is None:
         raise ValueError(f"{name} must be a real number or an array of them, got {value!r}")
     try:
-        arr = np.asarray(value, dtype=float)
+        arr = as_float_array(name, value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be a real number or an array of them, got {value!r}") from exc
     if not np.all(np.isfinite(arr)):
@@ -74,7 +84,7 @@ def _rows(name: str, z) -> np.ndarray:
     if isinstance(z, (str, bytes)) or z is None or _is_real_scalar(z):
         raise ValueError(f"{name} must be an array of rows with shape (..., d), d >= 2, got {z!r}")
     try:
-        arr = np.asarray(z, dtype=float)
+        arr = as_float_array("z", z)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be a real array of shape (..., d), got {type(z).__name__}") from exc
     if arr.ndim < 1 or arr.shape[-1] < 2:
@@ -106,7 +116,7 @@ def _positive_scale(stat, eps, stat_name: str):
         if stat + eps == 0:
             raise ValueError(f"{stat_name} must be > 0 when eps == 0 (the norm layer divides by zero)")
         return mpmath.sqrt(stat + eps)
-    total = np.asarray(stat, dtype=float) + np.asarray(eps, dtype=float)
+    total = as_float_array("stat", stat) + as_float_array("eps", eps)
     if np.any(total == 0):
         raise ValueError(f"{stat_name} must be > 0 when eps == 0 (the norm layer divides by zero)")
     return np.sqrt(total)

@@ -40,6 +40,7 @@ import math
 import numpy as np
 
 from theory._domain import (
+    as_float_array,
     require_int,
     require_nonnegative,
     require_positive,
@@ -50,24 +51,24 @@ from theory.backward import gradient_envelope
 from theory.forward import attention_output_sup, mlp_output_sup
 
 __all__ = [
-    "stationary_weight",
-    "output_map_norm_bound",
-    "activation_bound_mlp",
-    "activation_bound_attention",
     "activation_adjoint_bound",
+    "activation_bound_attention",
+    "activation_bound_mlp",
+    "attention_balance_residual",
+    "envelope_moment_bounds",
+    "output_map_norm_bound",
+    "pre_scale_symmetry",
+    "pre_weight_energy_bound",
+    "stationary_weight",
+    "trained_pre_depth_free_bound",
     "trained_pre_envelope",
     "trained_pre_envelope_from_backward",
     "trained_pre_envelope_uniform",
-    "envelope_moment_bounds",
-    "pre_scale_symmetry",
-    "pre_weight_energy_bound",
-    "trained_pre_depth_free_bound",
-    "attention_balance_residual",
 ]
 
 
 def _nonneg(name: str, value) -> np.ndarray:
-    arr = np.asarray(value, dtype=float)
+    arr = as_float_array(name, value)
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or inf")
     if np.any(arr < 0):
@@ -97,7 +98,7 @@ def stationary_weight(grad_loss, lam):
     Provenance: paper claim K3 (weight-decay stationarity), our statement. Domain: λ > 0, finite gradient.
     """
     lam = _lam(lam)
-    g = np.asarray(grad_loss, dtype=float)
+    g = as_float_array("grad_loss", grad_loss)
     if not np.all(np.isfinite(g)):
         raise ValueError("grad_loss contains NaN or inf")
     return -g / lam
@@ -117,7 +118,7 @@ def output_map_norm_bound(dt, lam, activation_adjoint, grad_residual=0.0):
     statement. Domain: ValueError naming the parameter.
     """
     lam = _lam(lam)
-    dt = np.asarray(dt, dtype=float)
+    dt = as_float_array("dt", dt)
     if not np.all(np.isfinite(dt)) or np.any(dt <= 0):
         raise ValueError(f"dt must be finite and > 0, got {dt!r}")
     aa = _nonneg("activation_adjoint", activation_adjoint)
@@ -326,10 +327,10 @@ def trained_pre_depth_free_bound(dt, norm_range, decay_energy, lam):
     Provenance: our statement (depth-free alternative to F6, derived in issue 13's review). Domain: ValueError
     naming the parameter.
     """
-    lam_arr = np.asarray(lam, dtype=float)
+    lam_arr = as_float_array("lam", lam)
     if not np.all(np.isfinite(lam_arr)) or np.any(lam_arr <= 0):
         raise ValueError(f"lam must be finite and > 0, got {lam!r}")
-    dts = np.atleast_1d(np.asarray(dt, dtype=float))
+    dts = np.atleast_1d(as_float_array("dt", dt))
     if not np.all(np.isfinite(dts)) or np.any(dts <= 0):
         raise ValueError(f"dt must be finite and > 0, got {dt!r}")
     r = np.atleast_1d(_nonneg("norm_range", norm_range))
@@ -352,12 +353,12 @@ def attention_balance_residual(grad_v, w_v, grad_o, w_o, lam):
     axis when 2-D or more); ``lam`` > 0 broadcasting against the leading axis. Provenance: our statement.
     Domain: ValueError naming the parameter.
     """
-    lam_arr = np.asarray(lam, dtype=float)
+    lam_arr = as_float_array("lam", lam)
     if not np.all(np.isfinite(lam_arr)) or np.any(lam_arr <= 0):
         raise ValueError(f"lam must be finite and > 0, got {lam!r}")
     arrs = {}
     for name, v in (("grad_v", grad_v), ("w_v", w_v), ("grad_o", grad_o), ("w_o", w_o)):
-        a = np.asarray(v, dtype=float)
+        a = as_float_array(name, v)
         if not np.all(np.isfinite(a)):
             raise ValueError(f"{name} contains NaN or inf")
         arrs[name] = a.reshape(a.shape[0], -1) if a.ndim >= 2 else a.reshape(1, -1)

@@ -23,7 +23,13 @@ import math
 
 import numpy as np
 
-from theory._domain import require_choice, require_nonnegative, step_sizes
+from theory._domain import (
+    as_float_array,
+    require_choice,
+    require_nonnegative,
+    require_real,
+    step_sizes,
+)
 from theory.backward import (
     none_step_deviation_bound,
     peri_step_deviation_bound,
@@ -31,7 +37,7 @@ from theory.backward import (
     pre_step_deviation_bound,
 )
 
-__all__ = ["UQ_PLACEMENTS", "step_lipschitz_bounds", "flow_lipschitz_bound", "wasserstein_pushforward_bound"]
+__all__ = ["UQ_PLACEMENTS", "flow_lipschitz_bound", "step_lipschitz_bounds", "wasserstein_pushforward_bound"]
 
 UQ_PLACEMENTS = ("none", "pre", "peri", "post")
 
@@ -55,12 +61,12 @@ def step_lipschitz_bounds(placement: str, dt, jf, *, gamma=1.0, eps=None, gamma_
     Provenance: paper claims K4/K6, our statement. Domain: Δt_k > 0, J_k ≥ 0 finite, ε > 0 where a norm divides.
     """
     require_choice("placement", placement, UQ_PLACEMENTS)
-    j = np.atleast_1d(np.asarray(jf, dtype=float))
+    j = np.atleast_1d(as_float_array("jf", jf))
     if j.ndim != 1 or np.any(~np.isfinite(j)) or np.any(j < 0):
         raise ValueError("jf must be a 1-D array of finite values >= 0")
     dts = step_sizes(dt, j.size)
-    require_nonnegative("gamma", abs(gamma))
-    require_nonnegative("gamma_out", abs(gamma_out))
+    require_real("gamma", gamma)
+    require_real("gamma_out", gamma_out)
     if placement == "none":
         dev = [none_step_deviation_bound(float(h), float(x)) for h, x in zip(dts, j)]
         return 1.0 + np.asarray(dev, dtype=float)
@@ -84,7 +90,7 @@ def flow_lipschitz_bound(step_lipschitz) -> float:
     none stack of one-token attention), where ‖Π(I + Δt M)‖ = Π(1 + Δt‖M‖). Provenance: paper claim K6, our
     statement. Domain: L_k ≥ 0 (inf allowed).
     """
-    lk = np.atleast_1d(np.asarray(step_lipschitz, dtype=float))
+    lk = np.atleast_1d(as_float_array("step_lipschitz", step_lipschitz))
     if lk.ndim != 1 or np.any(np.isnan(lk)) or np.any(lk < 0):
         raise ValueError("step_lipschitz must be a 1-D array of values >= 0")
     with np.errstate(over="ignore"):

@@ -38,6 +38,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from theory._domain import (
+    as_float_array,
     require_choice,
     require_int,
     require_nonnegative,
@@ -74,7 +75,7 @@ def _positive_tuple(name: str, values, length: int | None = None) -> np.ndarray:
         values = (values,)
     if not isinstance(values, (Sequence, np.ndarray)):
         raise ValueError(f"{name} must be a sequence of positive numbers, got {values!r}")
-    arr = np.asarray(values, dtype=float)
+    arr = as_float_array(name, values)
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D sequence, got shape {arr.shape}")
     if length is not None and arr.size != length:
@@ -118,6 +119,7 @@ def aligned_witness(placement: str, *, d: int = 8, n_tokens: int = 3, n_blocks: 
     require_int("n_tokens", n_tokens, 1)
     require_int("n_blocks", n_blocks, 1)
     require_int("n_heads", n_heads, 1)
+    require_int("seed", seed, 0)
     if d % n_heads:
         raise ValueError(f"n_heads must divide d, got n_heads={n_heads}, d={d}")
     if isinstance(sublayers, str) or not sublayers or any(k not in ("attn", "mlp") for k in sublayers):
@@ -230,6 +232,7 @@ def f1_post_witness(*, d: int = 8, n_tokens: int = 3, n_blocks: int = 2, gamma: 
     Domain: placement "post" or "deepnorm"; gamma ≠ 0; eps ≥ 0; positive input scales. Provenance: paper claim
     K1, our construction.
     """
+    require_int("seed", seed, 0)
     require_choice("placement", placement, ("post", "deepnorm"))
     require_width("d", d)
     require_int("n_tokens", n_tokens, 1)
@@ -263,6 +266,8 @@ def f2_peri_witness(*, d: int = 8, n_tokens: int = 3, n_blocks: int = 2, n_heads
 
     Domain: placement "peri" or "outnorm"; as ``aligned_witness``. Provenance: paper claim K2, our construction.
     """
+    require_int("n_heads", n_heads, 1)
+    require_int("seed", seed, 0)
     require_choice("placement", placement, ("peri", "outnorm"))
     return aligned_witness(placement, d=d, n_tokens=n_tokens, n_blocks=n_blocks, n_heads=n_heads, dt=dt, norm=norm,
                            activation=activation, mlp="odd", gamma_in=gamma_in, gamma_out=gamma_out,
@@ -284,6 +289,9 @@ def f3_pre_witness(*, d: int = 8, n_tokens: int = 3, n_blocks: int = 2, n_heads:
 
     Domain: placement "pre" or "lns" (r/√ℓ); as ``aligned_witness``. Provenance: paper claim K3, our construction.
     """
+    require_real("gamma", gamma)
+    require_int("n_heads", n_heads, 1)
+    require_int("seed", seed, 0)
     require_choice("placement", placement, ("pre", "lns"))
     return aligned_witness(placement, d=d, n_tokens=n_tokens, n_blocks=n_blocks, n_heads=n_heads, dt=dt, norm=norm,
                            activation="relu", mlp="one-sided", gamma_in=gamma, out_scales=out_scales, w1=1.5, w2=0.9,
@@ -304,6 +312,8 @@ def f4_none_witness(*, d: int = 8, n_tokens: int = 3, n_blocks: int = 6, n_heads
     Domain: as ``aligned_witness``; gains > 0, bias ≥ 0. Provenance: paper claim K3 (unnormalised regime),
     our construction.
     """
+    require_int("n_heads", n_heads, 1)
+    require_int("seed", seed, 0)
     require_nonnegative("bias", bias)
     require_positive("row_scale", row_scale)
     return aligned_witness("none", d=d, n_tokens=n_tokens, n_blocks=n_blocks, n_heads=n_heads, dt=dt,

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from verify.checks.registry import LEVELS, Context, run_checks
+from verify.cli_paths import fail, writable_dir, writable_file
 from verify.engine.strategies import load_profile_from_env
 
 FIGURES = Path(__file__).resolve().parents[1] / "figures"
@@ -44,13 +45,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.all and args.json is None:
         args.json = FIGURES / "verification.json"
-    if args.json is not None:  # fail before the work, not after it
-        try:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            with open(args.json, "a"):
-                pass
-        except OSError as exc:
-            ap.error(f"--json {args.json} is not writable ({exc.strerror or exc})")
+    try:  # fail before the work, not after it
+        if args.json is not None:
+            writable_file(args.json, "--json")
+        if args.all:
+            writable_dir(FIGURES, "--all (the figures folder)")
+    except ValueError as exc:
+        fail(ap, str(exc))
     load_profile_from_env()
     # The checks are many small batched tensor operations: one intra-op thread avoids contention on small
     # machines (measured 3-10x faster on the 2-core reference machine). TORCH_NUM_THREADS overrides it.

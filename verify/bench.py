@@ -444,6 +444,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="torch intra-op threads (default 1: the comparison is per core)")
     ap.add_argument("--json", type=Path, default=None, help="write the measurements here")
     args = ap.parse_args(argv)
+    if args.json is not None:
+        from verify.cli_paths import fail, writable_file
+
+        try:  # before the measurements
+            writable_file(args.json, "--json")
+        except ValueError as exc:
+            fail(ap, str(exc))
     try:
         result = run(quick=args.quick, device=args.device, threads=args.threads)
     except ValueError as exc:

@@ -94,7 +94,8 @@ class StackCase:
         return dict(placement=c.placement, norm=c.norm, d=c.d, heads=c.n_heads, steps=c.n_steps, n=self.n_tokens,
                     instances=self.n_instances, dt=dt, weight_scale=c.weight_scale, gamma=c.gamma, beta=c.beta,
                     eps=c.eps, activation=c.activation, seed=self.seed, input_scale=self.input_scale,
-                    input_mean=self.input_mean)
+                    input_mean=self.input_mean, causal=c.causal, out_scale=c.out_scale, qk_scale=c.qk_scale,
+                    eps_out=c.eps_out)
 
 
 @st.composite
@@ -117,6 +118,9 @@ def stack_cases(
     input_scale_range: tuple[float, float] = (1e-2, 1e2),
     work_budget: float = 3e6,
     max_instances: int = 8,
+    out_scale_range: tuple[float, float] | None = (0.1, 10.0),
+    qk_scales: Sequence[float] = (1.0, 0.0, 0.5, 2.0),
+    eps_out_drawn: bool = True,
 ):
     """A :class:`StackCase` with every knob drawn, sized so that ``I·n·d²·K ≤ work_budget``.
 
@@ -146,9 +150,22 @@ def stack_cases(
         causal=draw(st.sampled_from(list(causal))), dt=dt, weight_scale=draw(log_uniform(*weight_scale_range)),
         bias_std=draw(st.sampled_from([0.0, 0.1, 1.0])),
     )
-    return StackCase(cfg=cfg, n_instances=inst, n_tokens=n, seed=draw(st.integers(0, 2**31 - 1)),
-                     input_scale=draw(log_uniform(*input_scale_range)),
-                     input_mean=draw(st.sampled_from([0.0, 0.0, 3.0, -50.0])))
+    seed = draw(st.integers(0, 2**31 - 1))
+    input_scale = draw(log_uniform(*input_scale_range))
+    input_mean = draw(st.sampled_from([0.0, 0.0, 3.0, -50.0]))
+    # Drawn last so that the knobs above keep the examples they had before these were added (issue 11 §1: every
+    # parameter away from its default — the residual-branch output scale, the attention logit scale, peri's ε_out).
+    extra = {}
+    if out_scale_range is not None and draw(st.booleans()):
+        extra["out_scale"] = draw(log_uniform(*out_scale_range))
+    if len(qk_scales) > 1:
+        extra["qk_scale"] = draw(st.sampled_from(list(qk_scales)))
+    if eps_out_drawn and placement == "peri" and draw(st.booleans()):
+        extra["eps_out"] = draw(epsilons(allow_zero=eps_zero))
+    if extra:
+        cfg = cfg.replace(**extra)
+    return StackCase(cfg=cfg, n_instances=inst, n_tokens=n, seed=seed, input_scale=input_scale,
+                     input_mean=input_mean)
 
 
 # ---- running a check over a strategy --------------------------------------------------------------------------

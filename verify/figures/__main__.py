@@ -58,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--threads must be >= 1, got {args.threads}")
     if args.workers is not None and args.workers < 1:
         ap.error(f"--workers must be >= 1, got {args.workers}")
+    from verify.cli_paths import fail, writable_dir
+
+    try:  # before any figure is trained or drawn
+        writable_dir(args.out, "--out")
+    except ValueError as exc:
+        fail(ap, str(exc))
     import torch
 
     previous = torch.get_num_threads()

@@ -351,6 +351,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "figures")
     ap.add_argument("--figures", type=Path, default=ROOT / "figures")
     args = ap.parse_args(argv)
+    from verify.cli_paths import fail, writable_dir
+
+    try:  # before the checks run
+        writable_dir(args.out, "--out")
+    except ValueError as exc:
+        fail(ap, str(exc))
     if args.source is not None:
         results = _load_records(ap, args.source)
     else:
