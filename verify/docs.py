@@ -49,7 +49,13 @@ proved in its chapter:
 - **F6/F7** the exponential envelope holds on stationary models but is not sharp: the depth-free bound
   max(Δt R)·D/λ (F7, new) is 10–100× tighter on the same models.
 - **K2/K7** (claims, `evidence.md`): at the suite's scale peri's end-to-end gradient gain is 2–5× pre's and post's
-  over three seeds ("gradients stay stable" not reproduced), and in the one K7 run peri Δt = 1 ends above pre.
+  over three seeds ("gradients stay stable" not reproduced); in K7 at 12 blocks over three seeds pre does not
+  grow fastest (peri Δt = 1 ends level with it), post (not peri Δt = 0.1) is the most controlled, and every
+  placement's growth in depth is fitted better by a line than an exponential (figures-3-5.md).
+- **F8/F9** (new, issue 8): a-posteriori certificates from each trained model's own weights are within 1.5× of the
+  measured last hidden state; the AdamW-trajectory envelope F9 is ≈ 10⁴× loose (the √(mn)·max|E| step).
+- **S4** (new, issue 9): the criterion's held-out accuracy on the divergence atlas is 0.97, but a single lr
+  threshold ties it and it ignores the placement (atlas.md).
 - **X1/X2/X3/X6** Xiong's gradient ratio is the d → ∞ limit (8 % off at d = 16); Admin's ∝ N law holds for N ≪ d;
   DeepNorm's 2N·2β²/α² = 1 fails for the encoder of encoder-decoder; softmax is ½-Lipschitz only with the same
   norm on both sides (ℓ∞ → ℓ1: 1/τ).
