@@ -77,6 +77,14 @@ VALID = {
     "matrix": "ffn", "func": np.sqrt, "grad_v": np.array([[0.1, 0.2], [0.3, 0.1]]),
     "w_v": np.array([[1.0, 0.5], [0.2, 1.0]]), "grad_o": np.array([[0.05, 0.1], [0.2, 0.3]]),
     "w_o": np.array([[0.9, 0.1], [0.3, 0.8]]),
+    # adamw (F9), certificates (F8), gallery (X7–X14), predictive (S4)
+    "t": 5, "lrs": (1e-3, 2e-3, 4e-3), "w0_norm": 2.0, "size": 64, "gains": (1.2, 0.9, 1.1),
+    "p_norms": (1.0, 0.8, 0.7, 0.5), "depth": 6, "layer": 3, "cap": 30.0, "x_energy": 5.0, "mixed_energy": 4.0,
+    "post_weights": (0.5, 0.7), "stream_width": 2, "matrices": (np.full((2, 2), 0.5), np.eye(2)),
+    "logits": np.array([[0.1, -0.2], [0.3, 0.0]]), "design": "ngpt", "scores": (0.1, 0.5, 0.9, 0.3),
+    "positive": (False, True, True, False), "actual": (True, True, False), "diverged": (False, False, True),
+    "values": (0.1, 0.3, 0.9), "threshold": 0.5, "speed": 2.0, "log_c": -1.0, "lr": 1e-3, "key": "cfg-a",
+    "predicted": 1.5e-3, "measured": {"low": 1e-3, "high": 2e-3, "estimate": math.sqrt(2e-6), "censored": None},
 }
 VALID_FOR = {  # where one name means something else in one function
     "backward.gradient_envelope": {"a": np.array([1.2, 0.9, 1.1])},
@@ -105,6 +113,16 @@ VALID_FOR = {  # where one name means something else in one function
     "init_moments.peri_second_moments": {"dt": (0.3, 0.2, 0.4)},
     "init_moments.pre_second_moments": {"dt": (0.3, 0.2, 0.4, 0.1)},
     "trained.activation_adjoint_bound": {"backward_rates": (0.2, 0.3)},
+    "certificates.forward_chain": {"dt": (0.3, 0.2, 0.4), "c": (1.0, 1.2, 0.8), "normalising": (False, True, False)},
+    "gallery.ngpt_unnormalised_bounds": {"alpha": 0.3},  # X7b/c: alpha in [0, 1]
+    "gallery.ngpt_unnormalised_energy": {"alpha": 0.3},
+    "gallery.expected_placement": {"design": "gpas", "alpha": 0.5},
+    # optional x0_energy / layer (default None) given a value so that they are swept too
+    "gallery.ngpt_rms": {"x0_energy": 4.0}, "gallery.hybridnorm_rms": {"x0_energy": 4.0},
+    "gallery.rezero_energy": {"x0_energy": 4.0}, "gallery.completep_energy": {"layer": 3, "x0_energy": 4.0},
+    "gallery.gpas_energy": {"x0_energy": 4.0}, "gallery.residual_multiplier_energy": {"x0_energy": 4.0},
+    "gallery.sandwich_energy": {"x0_energy": 4.0},
+    "predictive.accuracy": {"predicted": (True, False, True)},  # labels here, a learning rate in within_factor
 }
 
 # domains: a negative value (and for POSITIVE also zero) is outside them
@@ -112,6 +130,8 @@ POSITIVE = {
     "dt", "d", "n_tokens", "n_steps", "tau", "blocks", "variance", "mean_square", "hidden", "w1_var", "w2_var",
     "wv_var", "wo_var", "s_min", "s_f_min", "s_y_min", "s_in_min", "scale", "B", "n_attended", "d_mlp",
     "n_sublayers", "n", "dof", "n_heads", "n_blocks", "alpha", "head_dim", "forward_budget", "level_factor",
+    "t", "lrs", "size", "depth", "cap", "lam2", "steps_per_block", "iters", "stream_width", "speed", "lr", "factor",
+    "predicted",
 }
 NONNEGATIVE = {
     "eps", "eps_in", "eps_out", "gamma_max", "gamma_in_max", "gamma_out_max", "x0_max_norm", "x0_min_scale", "lam",
@@ -121,6 +141,7 @@ NONNEGATIVE = {
     "mf_over_row", "increments", "mu", "mixed_sq", "input_var", "row_sq", "displacement", "decay_energy",
     "backward_rate", "lipschitz", "w_p", "activation_adjoint", "upper_gains", "backward_rates", "branch_moments",
     "b1_var", "b2_var", "bo_var", "grad_residual", "bias_norm", "a", "c", "ell", "r", "m", "b", "rho", "q",
+    "w0_norm", "gains", "p_norms", "layer", "x_energy", "mixed_energy", "x0_energy",
 }
 # (parameter, bad-value label) pairs the domain admits, with the reason
 ACCEPTS = {
@@ -155,6 +176,24 @@ ACCEPTS_FOR = {
     ("neighbours.lns_energy.blocks", "zero"), ("neighbours.noci_mean_energy.blocks", "zero"),
     ("neighbours.noci_token_cosine.blocks", "zero"), ("neighbours.xiong_pre_energy_bounds.blocks", "zero"),
     ("norms.norm_jacobian_scale_factor.scale", "negative"),
+    # F8 (b): gains (K, *S) are per-step constants of S independent sequences (batched, as in the docstring)
+    ("certificates.gradient_chain.gains", "shape"),
+    # alpha is any real where the docstring says so (docs/theorems/G.md): ReZero α = 0 is the identity at
+    # initialisation (X9a) and E‖x_L‖² depends on α² only; CompleteP's L^{−α} with α = 0 is plain Pre-LN (Δt = 1),
+    # α < 0 a growing step; GPAS's α is a raw gate parameter, λ = 1 − SiLU(α) for every real α, and α = 0 is the
+    # paper's initialisation (Pre-LN); expected_placement's α is ReZero's or GPAS's
+    *{(f"gallery.{f}.alpha", label) for f in ("rezero_energy", "rezero_rms", "completep_energy", "completep_rms",
+                                              "gpas_gain", "gpas_energy", "gpas_rms", "expected_placement")
+      for label in ("negative", "zero")},
+    # nGPT's X7b/c are stated for α ∈ [0, 1]: α = 0 is the block that keeps h (bounds (1, 1), energy 1)
+    ("gallery.ngpt_unnormalised_bounds.alpha", "zero"), ("gallery.ngpt_unnormalised_energy.alpha", "zero"),
+    # depth 0 = the input itself (require_int(..., 0), as the docstrings say: E‖x_0‖² = m_0)
+    ("gallery.rezero_energy.depth", "zero"), ("gallery.sandwich_energy.depth", "zero"),
+    # S4: roc_auc ranks its scores (only NaN is excluded: ±inf is an ordered score); crossing_lr's values may be
+    # +inf (a probe that overflowed: 'counts as above'); accuracy's predicted are labels, 0 is False;
+    # split_half's key is any non-empty string
+    ("predictive.roc_auc.scores", "inf"), ("predictive.crossing_lr.values", "inf"),
+    ("predictive.accuracy.predicted", "zero"), ("predictive.split_half.key", "choice"),
 }
 
 def baseline(name, fn):

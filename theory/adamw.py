@@ -40,7 +40,13 @@ import math
 
 import numpy as np
 
-from theory._domain import require_int, require_nonnegative, require_real
+from theory._domain import (
+    as_float_array,
+    require_int,
+    require_nonnegative,
+    require_positive,
+    require_real,
+)
 
 __all__ = [
     "adam_update_bound",
@@ -88,6 +94,7 @@ def adam_update_bound(t, beta1: float = 0.9, beta2: float = 0.95, exponent: floa
     """
     b1, b2 = _betas(beta1, beta2)
     tt = _steps("t", t)
+    exponent = float(require_real("exponent", exponent))
     q = 0.0 if b1 == 0 else b1 * b1 / b2
     tf = tt.astype(float)
     geo = tf if q == 1.0 else (1.0 - q ** tf) / (1.0 - q)
@@ -109,17 +116,19 @@ def adam_witness_stream(n_steps: int, beta1: float = 0.9, beta2: float = 0.95, s
 
     Constant sign and geometric growth at rate β₂/β₁ make the Cauchy–Schwarz step an equality for every t at once
     (the weights β₁^{t−s}/β₂^{t−s} and the gradients are proportional). Needs β₁ > 0.
+    Domain: n_steps ≥ 1, β₁ ∈ (0, 1), scale > 0 finite (the updates are then +C_t; a negative scale only mirrors
+    the stream, −stream does that, and scale = 0 is no witness at all: u ≡ 0).
     """
     require_int("n_steps", n_steps, 1)
     b1, b2 = _betas(beta1, beta2)
     if b1 == 0:
         raise ValueError("beta1 must be > 0 for the witness stream")
-    require_real("scale", scale)
+    require_positive("scale", scale)
     return float(scale) * (b2 / b1) ** np.arange(n_steps, dtype=float)
 
 
 def _lrs(lrs, weight_decay) -> tuple[np.ndarray, float]:
-    eta = np.asarray(lrs, dtype=float)
+    eta = as_float_array("lrs", lrs)
     if eta.ndim != 1 or eta.size < 1:
         raise ValueError(f"lrs must be a 1-d sequence with one learning rate per optimiser step, got shape {eta.shape}")
     if not np.all(np.isfinite(eta)) or not np.all(eta > 0):
@@ -147,8 +156,9 @@ def adamw_deviation_bound(lrs, weight_decay, beta1: float = 0.9, beta2: float = 
     exponent only; ``update_bound`` is injectable for the meta-test of a wrong C_t.
     """
     eta, lam = _lrs(lrs, weight_decay)
+    decay_exponent = float(require_real("decay_exponent", decay_exponent))
     c = np.asarray(update_bound(np.arange(1, eta.size + 1), beta1, beta2), dtype=float)
-    rho = (1.0 - eta * lam) ** float(decay_exponent)
+    rho = (1.0 - eta * lam) ** decay_exponent
     s = np.zeros(eta.size + 1)
     for t in range(eta.size):
         s[t + 1] = rho[t] * s[t] + eta[t] * c[t]
@@ -163,10 +173,11 @@ def adamw_norm_bound(w0_norm, lrs, weight_decay, size: int, beta1: float = 0.9, 
     (or any single entry). ``w0_norm`` ≥ 0 (an array broadcasts: many tensors with the same schedule at once).
     """
     require_int("size", size, 1)
-    w0 = np.asarray(w0_norm, dtype=float)
+    w0 = as_float_array("w0_norm", w0_norm)
     if not np.all(np.isfinite(w0)) or not np.all(w0 >= 0):
         raise ValueError("w0_norm must be finite and >= 0")
-    p = adamw_decay_products(lrs, weight_decay) ** float(decay_exponent)
+    decay_exponent = float(require_real("decay_exponent", decay_exponent))
+    p = adamw_decay_products(lrs, weight_decay) ** decay_exponent
     s = adamw_deviation_bound(lrs, weight_decay, beta1, beta2, decay_exponent, update_bound)
     shape = (p.size,) + (1,) * w0.ndim
     return p.reshape(shape) * w0 + math.sqrt(size) * s.reshape(shape)

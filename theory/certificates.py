@@ -40,6 +40,16 @@ def _arr(name: str, value, ndim_min: int = 0) -> np.ndarray:
     return arr
 
 
+def _flags(name: str, value) -> np.ndarray:
+    """Booleans (or the numbers 0 and 1): a NaN, an inf or a string is not silently True."""
+    arr = np.asarray(value)
+    if arr.dtype == bool:
+        return arr
+    if arr.dtype.kind not in "iuf" or not np.all(np.isin(arr, (0, 1))):
+        raise ValueError(f"{name} must hold booleans (True/False or 0/1), got {value!r}")
+    return arr.astype(bool)
+
+
 def forward_chain(x0_norm, dt, c, normalising) -> np.ndarray:
     """F8 (a) — R_k for k = 0..K from R_0 = ``x0_norm`` (shape S), ``dt`` (K,), ``c`` (K, *S or broadcast) and
     ``normalising`` (K booleans: True where step j's output is a norm layer's, R_{j+1} = c_j).
@@ -47,14 +57,15 @@ def forward_chain(x0_norm, dt, c, normalising) -> np.ndarray:
     Returns shape (K+1, *S). ``c`` for a normalising step is the bound on its output row norm (F1:
     ‖γ‖_∞√d + ‖β‖₂, or the measured ‖γ⊙ẑ_i‖ + ‖β‖); for a residual step the bound on its branch row norm
     (F2: C_out; F3: the sublayer supremum M_j; a posteriori: the measured ‖branch_j(X_j)_i‖).
-    Domain: ValueError naming the parameter (Δt > 0, c ≥ 0 finite, lengths agree).
+    Domain: ValueError naming the parameter (Δt > 0 at every step, normalising ones included — Δt = 0 is an error
+    project-wide, docs/theorems/engine.md; c ≥ 0 finite; ``normalising`` booleans (or 0/1); lengths agree).
     """
     x0 = _arr("x0_norm", x0_norm)
     d = _arr("dt", dt, 1)
     if d.ndim != 1 or not np.all(d > 0):
         raise ValueError("dt must be a 1-d array of step sizes > 0")
     cc = _arr("c", c, 1)
-    flags = np.asarray(normalising, dtype=bool)
+    flags = _flags("normalising", normalising)
     if flags.shape != d.shape or cc.shape[0] != d.shape[0]:
         raise ValueError(f"c, dt and normalising must have one entry per step ({d.shape[0]}), got "
                          f"{cc.shape[0]}, {d.shape[0]}, {flags.shape}")

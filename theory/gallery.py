@@ -176,6 +176,7 @@ def completep_energy(depth: int, alpha: float, d: int, layer: int | None = None,
 
 def completep_rms(depth: int, alpha: float, d: int) -> np.ndarray:
     """X11 — the expected curve √(E‖x_l‖²), l = 0..L, of one stack of depth L. Domain: as :func:`completep_energy`."""
+    depth = require_int("depth", depth, 1)
     return np.sqrt([completep_energy(depth, alpha, d, layer=l) for l in range(depth + 1)])
 
 

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from theory._domain import require_positive
+from theory._domain import as_float_array, require_positive, require_real
 
 __all__ = [
     "accuracy",
@@ -65,18 +65,30 @@ def split_half(key: str, salt: str = "atlas-split-v1") -> str:
 
 
 def _labels(name: str, values) -> np.ndarray:
+    """Outcomes: booleans, or the numbers 0 and 1 (a NaN, an inf or a string is not silently True)."""
     a = np.asarray(values)
     if a.ndim != 1 or a.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D sequence, got shape {a.shape}")
+    if a.dtype != bool and (a.dtype.kind not in "iuf" or not np.all(np.isin(a, (0, 1)))):
+        raise ValueError(f"{name} must hold booleans (True/False or 0/1), got {values!r}")
     return a.astype(bool)
 
 
-def _scores(name: str, values) -> np.ndarray:
-    a = np.asarray(values, dtype=float)
+def _scores(name: str, values, finite: bool = False) -> np.ndarray:
+    a = as_float_array(name, values)
     if a.ndim != 1 or a.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D sequence, got shape {a.shape}")
     if np.any(np.isnan(a)):
         raise ValueError(f"{name} must not hold NaN")
+    if finite and not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} must be finite (map ±inf to a large finite score first)")
+    return a
+
+
+def _lr_grid(name: str, values) -> np.ndarray:
+    a = as_float_array(name, values)
+    if a.ndim == 1 and a.size and (not np.all(np.isfinite(a)) or np.any(a <= 0) or np.any(np.diff(a) <= 0)):
+        raise ValueError(f"{name} must be finite, positive and strictly ascending, got {values!r}")
     return a
 
 
@@ -118,10 +130,11 @@ def fit_threshold(scores, positive) -> float:
     """S4 fit — the threshold θ minimising the errors of "positive ⇔ score > θ" on the given (fit-half) data.
 
     Candidates are the midpoints between consecutive distinct scores and the two ends; ties in the error are
-    broken towards the median candidate (so the fit does not sit on a data point's edge). Returns θ (may be ±inf
-    when one class is empty). Domain: as ``roc_auc``.
+    broken towards the median candidate (so the fit does not sit on a data point's edge). Returns θ. Domain: as
+    ``roc_auc``, and finite scores: a midpoint next to an infinite score is itself infinite, so the separating
+    threshold would be missed (scores (0.1, inf) with outcomes (False, True) would fit θ = inf, one error).
     """
-    s, y = _scores("scores", scores), _labels("positive", positive)
+    s, y = _scores("scores", scores, finite=True), _labels("positive", positive)
     if s.size != y.size:
         raise ValueError(f"scores and positive must have the same length, got {s.size} and {y.size}")
     u = np.unique(s)
@@ -137,8 +150,8 @@ def sensitivity_score(lr, speed) -> np.ndarray:
     ``lr`` is the peak learning rate, ``speed`` the sign-step logit speed m at initialisation (logit change per
     unit learning rate, per token). Domain: lr > 0 and m > 0 entrywise (finite).
     """
-    lr_a = np.atleast_1d(np.asarray(lr, dtype=float))
-    m_a = np.atleast_1d(np.asarray(speed, dtype=float))
+    lr_a = np.atleast_1d(as_float_array("lr", lr))
+    m_a = np.atleast_1d(as_float_array("speed", speed))
     if not np.all(np.isfinite(lr_a)) or np.any(lr_a <= 0):
         raise ValueError("lr must be finite and > 0 entrywise")
     if not np.all(np.isfinite(m_a)) or np.any(m_a <= 0):
@@ -151,8 +164,7 @@ def predicted_max_lr(speed, log_c: float) -> float:
     require_positive("speed", speed)
     if not math.isfinite(float(speed)):
         raise ValueError(f"speed must be finite, got {speed!r}")
-    if not math.isfinite(float(log_c)):
-        raise ValueError(f"log_c must be finite, got {log_c!r}")
+    require_real("log_c", log_c)
     return float(math.exp(float(log_c)) / float(speed))
 
 
@@ -165,12 +177,10 @@ def measured_max_lr(lrs: Sequence[float], diverged: Sequence[bool]) -> dict:
     censored = "above" (none diverged: the true value is ≥ low), "below" (the smallest diverged) or None.
     Domain: strictly ascending positive lrs, one outcome each.
     """
-    lr_a = np.asarray(lrs, dtype=float)
+    lr_a = _lr_grid("lrs", lrs)
     dv = _labels("diverged", diverged)
     if lr_a.ndim != 1 or lr_a.size != dv.size or lr_a.size == 0:
         raise ValueError("lrs and diverged must be non-empty 1-D sequences of the same length")
-    if np.any(lr_a <= 0) or np.any(np.diff(lr_a) <= 0):
-        raise ValueError("lrs must be positive and strictly ascending")
     first_bad = int(np.argmax(dv)) if dv.any() else None
     if first_bad is None:
         return {"low": float(lr_a[-1]), "high": None, "estimate": float(lr_a[-1]), "censored": "above"}
@@ -188,6 +198,7 @@ def within_factor(predicted: float, measured: dict, factor: float = 2.0) -> bool
     Domain: predicted > 0, factor ≥ 1, a bracket from ``measured_max_lr``.
     """
     require_positive("predicted", predicted)
+    require_real("factor", factor)
     if not (factor >= 1):
         raise ValueError(f"factor must be >= 1, got {factor!r}")
     c = measured.get("censored")
@@ -205,18 +216,15 @@ def crossing_lr(lrs, values, threshold: float) -> tuple[float, str | None]:
     Linear interpolation in log lr between the last grid point at or below the threshold and the first above it.
     Returns (lr*, censored): censored "above" when no value exceeds the threshold (lr* = the largest lr), "below"
     when the first already does (lr* = the smallest lr). +inf values count as above. Domain: ascending positive
-    lrs, one value each, no NaN, a finite threshold.
+    lrs, one value each, no NaN (nor −inf), a finite threshold.
     """
-    lr_a = np.asarray(lrs, dtype=float)
-    v = np.asarray(values, dtype=float)
+    lr_a = _lr_grid("lrs", lrs)
+    v = as_float_array("values", values)
     if lr_a.ndim != 1 or lr_a.size == 0 or v.shape != lr_a.shape:
         raise ValueError("lrs and values must be non-empty 1-D sequences of the same length")
-    if np.any(lr_a <= 0) or np.any(np.diff(lr_a) <= 0):
-        raise ValueError("lrs must be positive and strictly ascending")
-    if np.any(np.isnan(v)):
-        raise ValueError("values must not hold NaN")
-    if not math.isfinite(float(threshold)):
-        raise ValueError(f"threshold must be finite, got {threshold!r}")
+    if np.any(np.isnan(v)) or np.any(v == -np.inf):
+        raise ValueError("values must not hold NaN or -inf")
+    require_real("threshold", threshold)
     above = v > threshold
     if not above.any():
         return float(lr_a[-1]), "above"
