@@ -138,11 +138,26 @@ def test_b2_step_bounds_hold_and_are_attained(ctx):
     assert len(witnesses) == len(cb.RULES) and all(t.worst_ratio >= cb.WITNESS_THRESHOLD for t in witnesses)
 
 
-def test_b2_meta_uncentred_n2_fails(ctx):
-    """Meta: feeding the uncentred N2 scale √(mean z² + ε) into B2 violates the bound on large-mean inputs."""
-    tallies = cb.check_b2(ctx, norm_scale=uncentred_norm_scale, placements=("pre", "peri", "post"))
-    bad = failed(tallies)
-    assert {"pre: measured ≤ bound", "peri: measured ≤ bound", "post: measured ≤ bound"} <= set(bad), describe(tallies)
+# Seeds at which the random B2 draws alone did not expose the uncentred scale (soak, README "Mutation and soak").
+B2_SOAK_SEEDS = (3163387465, 3680913851)
+
+
+@pytest.mark.parametrize("seed", [None, *B2_SOAK_SEEDS], ids=["ctx", *map(str, B2_SOAK_SEEDS)])
+def test_b2_meta_uncentred_n2_fails(ctx, seed):
+    """Meta: feeding the uncentred N2 scale √(mean z² + ε) into B2 violates the bound on large-mean inputs.
+
+    Detection must not hang on a draw: the random cases reach a large row mean only when the strategy draws one
+    (input_mean ±50 with a small spread), which some seeds do not do for every placement. The fixed witness of
+    check_b2 (rows of mean 50, σ ≈ 1, LayerNorm, aligned v ⊥ span{1, x}) attains the centred bound exactly, and
+    the uncentred scale is larger there by √(1 + mean²/σ²) ≈ 50, so the uncentred bound is ≈ 50× too small on
+    the witness by construction, at every seed — for pre and peri through s(X), for post through s(Y) = s(X)
+    (F = 0 there). That is asserted; the random failures are a bonus, not required."""
+    c = ctx if seed is None else Context(level=ctx.level, seed=seed, device=ctx.device)
+    tallies = cb.check_b2(c, norm_scale=uncentred_norm_scale, placements=("pre", "peri", "post"))
+    bad = set(failed(tallies))
+    assert {f"{p}: witness measured ≤ bound" for p in ("pre", "peri", "post")} <= bad, describe(tallies)
+    worst = {t.check: t.worst_ratio for t in tallies if t.check.endswith("witness measured ≤ bound") and t.cases}
+    assert all(worst[f"{p}: witness measured ≤ bound"] > 10 for p in ("pre", "peri", "post")), worst
 
 
 def test_b2_meta_dropped_dt_fails(ctx):
