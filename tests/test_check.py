@@ -17,6 +17,7 @@ from verify.check.layers import probe_input, zoo_blocks
 from verify.check.measure import run_chain
 from verify.check.placement import ZOO_EQUIVALENT, recognise
 from verify.check.regime import fit_regime
+from verify.checks.registry import Context
 from verify.checks.sanity import check_c1
 from verify.engine.zoo import Stack, StackConfig
 
@@ -134,14 +135,42 @@ def test_one_effective_instance_gives_no_interval():
     assert fit["confidence"] is None and fit["exponent_ci95"] is None and not fit["bootstrap"]
 
 
-def test_registered_check_c1_fails_exactly_where_the_theory_is_wrong(ctx, monkeypatch, zoo_results):
-    """C1 with pre's theory regime replaced by post's: the regime tally fails on that one placement, the
-    recognition, expected-curve and confidence tallies (independent of the injected theory) pass."""
+def _c1_meta(ctx: Context, monkeypatch) -> None:
+    """C1 with pre's theory regime replaced by post's, against C1 with the right theory on the same runs."""
     import verify.checks.sanity as sanity
 
-    if ctx.level == "quick":  # the same runs as the zoo tests above
-        monkeypatch.setattr(sanity, "run", cached_run)
-    wrong = dict(THEORY_REGIME, pre=THEORY_REGIME["post"])
-    regime, placement, curve, conf = check_c1(ctx, theory_regime=wrong)
-    assert not regime.passed and regime.failures == 1 and regime.worst_case["placement"] == "pre"
-    assert placement.passed and curve.passed and conf.passed
+    monkeypatch.setattr(sanity, "run", cached_run)  # both calls share the six zoo runs
+    right = check_c1(ctx)
+    wrong = check_c1(ctx, theory_regime=dict(THEORY_REGIME, pre=THEORY_REGIME["post"]))
+    # Precondition, by construction of the zoo: pre's measured growth is polynomial (deep exponent ~0.4, 20x the
+    # bounded threshold; bootstrap confidence 1.0 at every seed seen), so the injected "bounded" cannot match it.
+    pre = cached_run(Options(placement="pre", seed=ctx.seed % 2**31, dt_grid=(1.0,), d=SMALL["d"],
+                             depth=SMALL["depth"], instances=SMALL["instances"], n_tokens=SMALL["n_tokens"]))
+    assert pre["growth"]["regime"] == "polynomial" != THEORY_REGIME["post"][0], pre["growth"]
+    # The regime tally gains exactly one failure, the pre case; with the right theory pre passes.
+    assert wrong[0].failures == right[0].failures + 1 and not wrong[0].passed
+    if right[0].failures == 0:
+        assert wrong[0].worst_case["placement"] == "pre"
+    # Recognition, expected curve and bootstrap confidence do not read the theory: identical verdicts and numbers.
+    for r, w in zip(right[1:], wrong[1:]):
+        assert (r.passed, r.failures, r.cases, r.worst_error) == (w.passed, w.failures, w.cases, w.worst_error), r.check
+
+
+def test_registered_check_c1_fails_exactly_where_the_theory_is_wrong(ctx, monkeypatch, zoo_results):
+    """C1 with pre's theory regime replaced by post's: the regime tally fails on that one placement and the
+    recognition, expected-curve and confidence tallies (independent of the injected theory) are unchanged.
+
+    Compared with C1 under the right theory rather than required to pass: whether C1's bootstrap-confidence
+    witness passes depends on the seed (soak seeds 3057755704, 3680913851: lns and peri below 0.8 with the right
+    theory too, README "Mutation and soak"); that is C1's own finding, not the meta-test's business."""
+    if ctx.level != "quick":
+        pytest.skip("the cached runs are the quick size")
+    _c1_meta(ctx, monkeypatch)
+
+
+@pytest.mark.parametrize("seed", [3057755704, 3680913851])
+def test_c1_meta_at_the_soak_seeds(seed, ctx, monkeypatch):
+    """Regression (6 zoo runs each, ~3 s): the soak seeds at which the old meta-test failed on C1's confidence."""
+    if ctx.level != "quick":
+        pytest.skip("the cached runs are the quick size")
+    _c1_meta(Context(level=ctx.level, seed=seed, device=ctx.device), monkeypatch)

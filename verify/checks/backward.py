@@ -59,6 +59,15 @@ from verify.engine.zoo import Stack, StackConfig, sample_inputs
 # amplifies relative error by up to |μ|/σ ≤ 5e3 (inputs with mean −50, scale 1e-2); depth ≤ 4 adds a factor
 # ≤ 4: 500·1.1e-16·5e3·4 ≈ 1e-9. Observed worst: 2e-11 (composition, mean −50 inputs); oracle 1e-15.
 B1_RTOL = 1e-9
+# ...that budget assumes the step is well-conditioned in float64. Attention is not when its scores are huge: a score
+# s = q·k/√d_h is rounded to ≈ d_h·u·‖q‖‖k‖/√d_h absolute, and softmax turns an absolute score error δ into an
+# O(δ) error of P, hence of every P-weighted Jacobian entry relative to max|A|. When that round-off is O(1) — the
+# soak's seed 3057755704: a none stack, weight scale 322, step 3 with |X| ~ 5e14, scores ~ 7e32, every token
+# aligned with the dominant direction so a row's scores tie to 16 digits — P is set by rounding, not by X, and
+# two float64 evaluations of the same A differ by 80 %: no float64 identity holds there. B1's identity is
+# therefore stated, and drawn, only where the score round-off √d_h·u·max‖q‖‖k‖ ≤ B1_SCORE_ROUNDOFF_MAX = B1_RTOL/10,
+# so that it stays a tenth of the budget above (the excluded draws are counted in the tally's note).
+B1_SCORE_ROUNDOFF_MAX = B1_RTOL / 10
 # The drawn cases' step 0 is also checked against the 50-digit oracle when X has at most this many entries
 # (n·d ≤ 40 covers every small_cases draw; one oracle Jacobian then costs ≤ 0.7 s on one core).
 ORACLE_DRAWN_MAX_ENTRIES = 40
@@ -222,6 +231,21 @@ def linear_witness(placement: str, d: int, n_instances: int, seed: int, *, norm:
 
 
 # ---- B1 ----------------------------------------------------------------------------------------------------------
+def attention_score_roundoff(step, x: torch.Tensor) -> float:
+    """√d_h·u·max‖q‖‖k‖ over instances, heads and token pairs: a bound on the float64 absolute error of the step's
+    attention scores q·k/√d_h (dot product of d_h terms: |δ| ≤ d_h·u·‖q‖‖k‖, then /√d_h). 0 for an MLP step."""
+    sl = step.sublayer
+    if not hasattr(sl, "W_q"):
+        return 0.0
+    with torch.no_grad():
+        u = x if step.norm_in is None else step.norm_in(x)
+        u = (u * step.in_scale).reshape(u.shape[0], -1, u.shape[-1])  # (I, B·n, d)
+        dh = sl.d // sl.n_heads
+        qn = (u @ sl.W_q).unflatten(-1, (sl.n_heads, dh)).norm(dim=-1).amax(dim=1)  # (I, H): max over tokens
+        kn = (u @ sl.W_k).unflatten(-1, (sl.n_heads, dh)).norm(dim=-1).amax(dim=1)
+        return float(math.sqrt(dh) * torch.finfo(torch.float64).eps / 2 * (qn * kn).max())
+
+
 def _rel_err(a: torch.Tensor, b: torch.Tensor, scale: np.ndarray | None = None) -> np.ndarray:
     """max|a − b| / max(max|a|, scale) per instance."""
     num = _np((a - b).abs().flatten(1).amax(dim=1))
@@ -262,6 +286,8 @@ def check_b1(ctx: Context, composition=composed_step_jacobian, norm_jacobian=clo
                    tolerance="agreement to 1e-25 relative: both difference quotients exact to ≥ 1e-30",
                    evidence="code-identity", instances="random")
 
+    excluded: list[float] = []
+
     def example(case: StackCase):
         case = case.on_device(ctx.device)
         stack, x = case.build()
@@ -269,6 +295,10 @@ def check_b1(ctx: Context, composition=composed_step_jacobian, norm_jacobian=clo
         with torch.no_grad():
             _, traj = stack(x, trajectory=True)
         hypothesis.assume(_finite(*traj))
+        roundoff = max(attention_score_roundoff(step, traj[k]) for k, step in enumerate(stack.steps))
+        if roundoff > B1_SCORE_ROUNDOFF_MAX:  # outside the identity's float64 domain (see B1_SCORE_ROUNDOFF_MAX)
+            excluded.append(roundoff)
+            hypothesis.assume(False)
         for k, step in enumerate(stack.steps):
             a = step_jacobian(step, traj[k])
             b = composition(step, traj[k], norm_jacobian=norm_jacobian)
@@ -284,6 +314,8 @@ def check_b1(ctx: Context, composition=composed_step_jacobian, norm_jacobian=clo
     for j, p in enumerate(PLACEMENTS):  # every placement gets its share (hypothesis favours early choices)
         if p in placements:
             run_over(small_cases(placements=(p,)), example, examples=ctx.examples(3, 15), seed=ctx.seed + 1010 + j)
+    comp.note(excluded_ill_conditioned_draws=len(excluded),
+              excluded_why=f"attention score round-off > {B1_SCORE_ROUNDOFF_MAX:g} (B1_SCORE_ROUNDOFF_MAX)")
 
     # The oracle: one small instance per rule, inputs with a large mean (3σ) and per-step Δt.
     for j, placement in enumerate(("post", "pre", "peri", "none", "outnorm", "deepnorm", "lns")):
