@@ -152,7 +152,7 @@ def check_f8(ctx: Context, chain=forward_chain, gchain=gradient_chain, placement
             gc = cert.gradient_certificate(model, x, y, end_to_end=True)
             p = np.asarray(gc["grad_norm_seq"])
             gains = np.asarray(gc["gains_seq"])
-            b_chain = cert._quadrature(gchain(gains, p[-1]))
+            b_chain = cert.quadrature(gchain(gains, p[-1]))
             # k = K is ‖p_K‖ on both sides by construction: compared for k < K
             t_grad["exact_gains"].inequality(gc["measured"][:-1], b_chain[:-1], rtol=ROUNDOFF_RTOL,
                                              case={"placement": placement, "seed": seed})

@@ -52,6 +52,7 @@ from verify.training.certificates import (
     SUPPORTED_RULES,
     forward_certificate,
     gradient_certificate,
+    quadrature,
 )
 from verify.training.corpus import load_corpus
 from verify.training.gpt import GPT, GPTConfig, gpt_config
@@ -246,16 +247,6 @@ def envelopes(profile: dict, bounds: dict | None = None, envelope=gradient_envel
     out["rates"] = bound
     out["residual"] = residual
     return out
-
-
-def quadrature(x: np.ndarray) -> np.ndarray:
-    """√(Σ_b x_b²) along axis 1 without overflow (an exp envelope can reach 1e200 and beyond)."""
-    x = np.abs(np.asarray(x, dtype=float))
-    scale = np.max(x, axis=1, keepdims=True)
-    safe = np.where((scale > 0) & np.isfinite(scale), scale, 1.0)
-    with np.errstate(invalid="ignore", over="ignore"):
-        out = safe[:, 0] * np.sqrt(np.sum(np.square(x / safe), axis=1))
-    return np.where(np.isfinite(scale[:, 0]), np.where(scale[:, 0] > 0, out, 0.0), np.inf)
 
 
 def containment(profile: dict, env: dict) -> dict:

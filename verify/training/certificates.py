@@ -144,8 +144,8 @@ def _ratio(measured: np.ndarray, bound: np.ndarray) -> np.ndarray:
         return np.where(bound > 0, measured / np.where(bound > 0, bound, 1.0), np.where(measured > 0, np.inf, 1.0))
 
 
-def _quadrature(x: np.ndarray) -> np.ndarray:
-    """√(Σ_b x_b²) along axis 1, scaled against overflow."""
+def quadrature(x: np.ndarray) -> np.ndarray:
+    """√(Σ_b x_b²) along axis 1 without overflow (an exp envelope can reach 1e200 and beyond)."""
     x = np.abs(np.asarray(x, dtype=float))
     scale = np.max(x, axis=1, keepdims=True)
     safe = np.where((scale > 0) & np.isfinite(scale), scale, 1.0)
@@ -300,14 +300,14 @@ def gradient_certificate(model: GPT, tokens: torch.Tensor, targets: torch.Tensor
             e2e.insert(0, spectral_norm(q).double().cpu().numpy())
     gains, rates = np.stack(gains), np.stack(rates)  # (K, B)
     residual = all(s.rule not in NORMALISING_RULES for s in m.stack.steps)
-    measured = _quadrature(p)
-    bound = _quadrature(gradient_chain(gains, p[-1]))
+    measured = quadrature(p)
+    bound = quadrature(gradient_chain(gains, p[-1]))
     tiers = {"exact_gains": {"bound": bound.tolist(), "ratio": _ratio(measured, bound).tolist()}}
     if residual:
-        b3 = _quadrature(gradient_chain(1.0 + rates, p[-1]))
+        b3 = quadrature(gradient_chain(1.0 + rates, p[-1]))
         tiers["b3_rates"] = {"bound": b3.tolist(), "ratio": _ratio(measured, b3).tolist()}
     if end_to_end:
-        ee = _quadrature(np.concatenate([np.stack(e2e), np.ones((1, p.shape[1]))]) * p[-1])
+        ee = quadrature(np.concatenate([np.stack(e2e), np.ones((1, p.shape[1]))]) * p[-1])
         tiers["end_to_end"] = {"bound": ee.tolist(), "ratio": _ratio(measured, ee).tolist()}
     one = one_step_ratios(p, gains)  # (K, B)
     head = tiers["end_to_end" if end_to_end else "exact_gains"]
