@@ -302,6 +302,9 @@ def test_theory_small_cases_by_hand():
     assert G.gpas_gain(0.0) == 1.0 and G.gpas_energy(3, 0.0, 8) == 20.0
     lam2 = (1 - 1.0 / (1 + math.exp(-1.0))) ** 2
     assert G.gpas_energy(1, 1.0, 8) == pytest.approx(lam2 * 12)
+    # far on the negative side SiLU(α) = α·e^{α}/(1 + e^{α}) → 0⁻, so λ → 1⁺; e^{−α} alone would overflow there
+    assert G.gpas_gain(-30.0) == pytest.approx(1.0 + 30.0 * math.exp(-30.0) / (1 + math.exp(-30.0)), rel=1e-15)
+    assert G.gpas_gain(-800.0) == 1.0 and G.gpas_gain(-1e308) == 1.0 and G.gpas_gain(800.0) == 1.0 - 800.0
     assert G.sandwich_energy(3, 8) == 56.0
     h = G.sinkhorn(np.array([[0.0, 1.0], [2.0, -1.0]]))
     assert np.allclose(h.sum(0), 1, atol=1e-14) and np.allclose(h.sum(1), 1, atol=1e-14)

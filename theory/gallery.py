@@ -239,7 +239,9 @@ def gpas_gain(alpha: float) -> float:
     Provenance: neighbour: Chen et al. 2025 (GPAS). Domain: alpha real.
     """
     alpha = float(require_real("alpha", alpha))
-    return 1.0 - alpha / (1.0 + math.exp(-alpha))
+    # σ(α) without overflow: e^{−α} overflows float64 for α < −709, so for α < 0 use σ(α) = e^{α}/(1 + e^{α}).
+    sigmoid = 1.0 / (1.0 + math.exp(-alpha)) if alpha >= 0 else math.exp(alpha) / (1.0 + math.exp(alpha))
+    return 1.0 - alpha * sigmoid
 
 
 def gpas_energy(layer: int, alpha: float, d: int, x0_energy: float | None = None) -> float:
