@@ -339,7 +339,12 @@ def growth_max_lr(excess: float, log_c: float, sigma_w: float, drift_steps: floa
     require_real("log_c", log_c)
     if not math.isfinite(float(log_c)):
         raise ValueError(f"log_c must be finite, got {log_c!r}")
-    f = lambda x: float(growth_score(math.exp(x), excess, sigma_w, drift_steps)[0]) - float(log_c)
+    growth_score(1.0, excess, sigma_w, drift_steps)  # the domain checks, once
+    k, a = float(excess), float(drift_steps) / float(sigma_w)
+
+    def f(x: float) -> float:  # growth_score at lr = e^x, minus log c (2κ log s = κ log(1 + (a·lr)²))
+        return x + k * math.log1p((a * math.exp(x)) ** 2) - float(log_c)
+
     hi = float(log_c)  # f(hi) ≥ 0 since 2κ log s ≥ 0
     lo = hi - 1.0 - (f(hi) if math.isfinite(f(hi)) else 1e3)
     while f(lo) > 0:

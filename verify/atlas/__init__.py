@@ -63,6 +63,17 @@ def build_data(preset: str = "cpu", retrain: bool = False, workers: int | None =
                   "best_baseline_accuracy": max(b["held_out_accuracy"] for b in ev["baselines"].values()),
                   "per_placement_accuracy": analysis.per_placement_accuracy(runs, primary, theta)},
     }
+    # The growth-aware criterion (issue 9 §2): top-level fields of its own, the fields above unchanged.
+    gr = analysis.evaluate_growth(runs, ev["criteria"], primary)
+    data.update({
+        "growth": gr, "growth_variant": gr["variant"], "growth_held_out_accuracy": gr["held_out_accuracy"],
+        "growth_held_out_auc": gr["held_out_auc"], "growth_beats_baselines": gr["beats_baselines"],
+        "growth_predicted_max_lr": {k: v["predicted_max_lr"] for k, v in gr["max_lr"].items()},
+        "growth_max_lr": {p: {str(L): {f"{e['dt']:g}": e["predicted"] for row in gr["max_lr"].values()
+                                       if row["placement"] == p and row["depth"] == L for e in row["per_dt"]}
+                              for L in sorted({row["depth"] for row in gr["max_lr"].values()})}
+                          for p in dict.fromkeys(row["placement"] for row in gr["max_lr"].values())},
+    })
     if with_schedules:
         data["schedules"] = schedules.compare(preset, grid, retrain=retrain, workers=workers, cache_dir=cache_dir)
     return data

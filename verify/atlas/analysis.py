@@ -324,12 +324,13 @@ def growth_max_lr_table(runs: list[dict], name: str, threshold: float, ref_dt: f
 
 
 def growth_boundary_accuracy(runs: list[dict], name: str, threshold: float, factor: float = 1.0,
-                             half: str = "held_out") -> float:
+                             half: str = "held_out", star: dict | None = None) -> float:
     """Accuracy on ``half`` of "stable ⇔ lr ≤ factor·lr*(cell)" with the growth-aware lr* (factor 2 or ½: a
-    boundary off by 2×, the meta-test)."""
-    gain, form = _parse(name)
-    kappa = excess_table(runs, gain) if form in ("step", "run") else None
-    star = {k: growth_cell_max_lr(v, name, threshold, kappa) for k, v in _cells(runs).items()}
+    boundary off by 2×, the meta-test); ``star`` (lr* per (placement, depth, Δt)) if already computed."""
+    if star is None:
+        gain, form = _parse(name)
+        kappa = excess_table(runs, gain) if form in ("step", "run") else None
+        star = {k: growth_cell_max_lr(v, name, threshold, kappa) for k, v in _cells(runs).items()}
     rs = [r for r in runs if pr.split_half(config_key(r["config"])) == half]
     pred = [r["config"]["lr"] > factor * star[_key4(r["config"])[:3]] * (1 + 1e-12) for r in rs]
     return pr.accuracy(pred, [r["diverged"] for r in rs])
@@ -366,6 +367,7 @@ def evaluate_growth(runs: list[dict], crit: dict | None = None, primary: str | N
     beats = {n: bool(res["held_out_accuracy"] > crit[n]["held_out_accuracy"] and mcn[n]["p"] < MCNEMAR_ALPHA)
              for n in BASELINES}
     table = growth_max_lr_table(runs, name, theta)
+    star = {(row["placement"], row["depth"], e["dt"]): e["predicted"] for row in table.values() for e in row["per_dt"]}
     within = [e["within_2x"] for row in table.values() for e in row["per_dt"]]
     swapped = swap_placements(runs, SWAP)
     sw = score(swapped, name, scores=growth_scores(swapped, name))
@@ -377,7 +379,7 @@ def evaluate_growth(runs: list[dict], crit: dict | None = None, primary: str | N
             "max_lr": table, "max_lr_within_2x": float(np.mean(within)) if within else math.nan,
             "max_lr_within_2x_ref_dt": float(np.mean([row["within_2x"] for row in table.values()])),
             "max_lr_misses_ref_dt": [k for k, row in table.items() if not row["within_2x"]],
-            "boundary_factor_accuracy": {f"{f:g}": growth_boundary_accuracy(runs, name, theta, f)
+            "boundary_factor_accuracy": {f"{f:g}": growth_boundary_accuracy(runs, name, theta, f, star=star)
                                          for f in (0.5, 1.0, 2.0)},
             "swapped": {"map": SWAP, "held_out_accuracy": sw["held_out_accuracy"],
                         "held_out_auc": sw["held_out_auc"], "threshold": sw["threshold"]}}
