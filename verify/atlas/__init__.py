@@ -2,7 +2,8 @@
 advice for a user's block that carries the atlas's track record.
 
 - ``runner`` — the grid (presets ``test``/``cpu``/``gpu``), batched training per (placement, depth), the cache;
-- ``analysis`` — S4 and baselines: fit on one half of the grid, score on the held-out half;
+- ``analysis`` — S4, its placement-aware growth variant and baselines: fit on one half of the grid, score on the
+  held-out half (McNemar's exact test between criteria on the same runs);
 - ``schedules`` — S2's water-filling schedule against uniform Δt at equal total time;
 - ``build_data`` — the record behind ``figures/atlas.json``; ``advice`` — the predicted stable (Δt, lr) region for a
   placement, depth and width, with the held-out accuracy of the nearest atlas placement.

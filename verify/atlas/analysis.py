@@ -13,6 +13,11 @@ only. Criteria:
 
 The primary criterion (top-level ``held_out_accuracy``/``held_out_auc``) is chosen among the two S4 variants by
 *fit-half* accuracy alone, so the held-out half never informs a choice.
+
+S4 growth-aware (``evaluate_growth``; docs/theorems/atlas.md): the placement-aware criterion lr·s(lr)^{2κ} ≤ c, κ the
+excess over additive growth of the init gain's Δt-elasticity (measured between runs sharing θ₀ at neighbouring Δt).
+Eight variants (``GROWTH_VARIANTS``); the one scored is chosen by 5-fold CV inside the fit half (``select_growth``),
+and compared with every baseline on the same held-out runs by McNemar's exact test.
 """
 from __future__ import annotations
 
