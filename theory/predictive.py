@@ -326,7 +326,8 @@ def growth_score(lr, excess, sigma_w: float, drift_steps: float) -> np.ndarray:
     k = np.atleast_1d(as_float_array("excess", excess))
     if not np.all(np.isfinite(k)) or np.any(k < 0):
         raise ValueError("excess must be finite and >= 0 entrywise")
-    return np.log(lr_a) + 2.0 * k * np.log(weight_growth(lr_a, sigma_w, drift_steps))
+    growth = weight_growth(lr_a, sigma_w, drift_steps)  # validates lr (> 0) before its log is taken
+    return np.log(lr_a) + 2.0 * k * np.log(growth)
 
 
 def growth_max_lr(excess: float, log_c: float, sigma_w: float, drift_steps: float) -> float:
@@ -368,6 +369,8 @@ def kfold_accuracy(scores, positive, folds) -> float:
     f = np.asarray(folds)
     if f.shape != s.shape or s.size != y.size:
         raise ValueError("scores, positive and folds must have the same length")
+    if f.dtype.kind not in "iu" and not (f.dtype.kind == "f" and np.all(np.isfinite(f)) and np.all(f == np.round(f))):
+        raise ValueError(f"folds must hold integer fold labels, got {folds!r}")
     labels = np.unique(f)
     if labels.size < 2:
         raise ValueError(f"folds must hold at least two distinct labels, got {labels.tolist()}")
