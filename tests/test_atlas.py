@@ -381,20 +381,24 @@ def test_growth_selection_and_constant_never_see_the_held_out_half(growth):
 
 
 def test_growth_mcnemar_counts_are_the_held_out_disagreements(growth):
-    """The recorded discordant counts against lr_only, recounted here from the two rules' predictions."""
+    """The recorded discordant counts against lr_only and lr·‖∇L₀‖, recounted here from the rules' predictions (the
+    growth-aware one through its per-cell lr*, the baselines through their own scores)."""
     _, runs, g = growth
     held = [r for r in runs if pr.split_half(analysis.config_key(r["config"])) == "held_out"]
-    theta_lr = analysis.score(runs, "lr_only")["threshold"]
     star = {(row["placement"], row["depth"], e["dt"]): e["predicted"] for row in g["max_lr"].values()
             for e in row["per_dt"]}
-    a_only = b_only = 0
-    for r in held:
-        c = r["config"]
-        ok_g = (c["lr"] > star[(c["placement"], c["depth"], c["dt"])]) == r["diverged"]  # one seed: lr* is the run's
-        ok_b = (math.log(c["lr"]) > theta_lr) == r["diverged"]
-        a_only += ok_g and not ok_b
-        b_only += ok_b and not ok_g
-    assert (g["mcnemar"]["lr_only"]["a_only"], g["mcnemar"]["lr_only"]["b_only"]) == (a_only, b_only)
+    baselines = {"lr_only": lambda r: math.log(r["config"]["lr"]),
+                 "lr_x_grad_norm": lambda r: math.log(r["config"]["lr"] * r["init"]["grad_norm"])}
+    for name, fn in baselines.items():
+        theta = analysis.score(runs, name)["threshold"]
+        a_only = b_only = 0
+        for r in held:
+            c = r["config"]
+            ok_g = (c["lr"] > star[(c["placement"], c["depth"], c["dt"])]) == r["diverged"]  # one seed per cell
+            ok_b = (fn(r) > theta) == r["diverged"]
+            a_only += ok_g and not ok_b
+            b_only += ok_b and not ok_g
+        assert (g["mcnemar"][name]["a_only"], g["mcnemar"][name]["b_only"]) == (a_only, b_only)
 
 
 @pytest.mark.parametrize("factor", ["2", "0.5"])
