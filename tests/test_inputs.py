@@ -85,6 +85,10 @@ VALID = {
     "positive": (False, True, True, False), "actual": (True, True, False), "diverged": (False, False, True),
     "values": (0.1, 0.3, 0.9), "threshold": 0.5, "speed": 2.0, "log_c": -1.0, "lr": 1e-3, "key": "cfg-a",
     "predicted": 1.5e-3, "measured": {"low": 1e-3, "high": 2e-3, "estimate": math.sqrt(2e-6), "censored": None},
+    # predictive (S4 growth-aware)
+    "log_gain_lo": 0.5, "log_gain_hi": 1.5, "dt_lo": 0.25, "dt_hi": 1.0, "elasticity": 1.2, "sigma_w": 0.18,
+    "drift_steps": 30.0, "excess": 0.4, "folds": (0, 1, 0, 1), "correct_a": (True, False, True),
+    "correct_b": (False, False, True),
 }
 VALID_FOR = {  # where one name means something else in one function
     "backward.gradient_envelope": {"a": np.array([1.2, 0.9, 1.1])},
@@ -131,7 +135,7 @@ POSITIVE = {
     "wv_var", "wo_var", "s_min", "s_f_min", "s_y_min", "s_in_min", "scale", "B", "n_attended", "d_mlp",
     "n_sublayers", "n", "dof", "n_heads", "n_blocks", "alpha", "head_dim", "forward_budget", "level_factor",
     "t", "lrs", "size", "depth", "cap", "lam2", "steps_per_block", "iters", "stream_width", "speed", "lr", "factor",
-    "predicted",
+    "predicted", "dt_lo", "dt_hi", "sigma_w", "drift_steps",
 }
 NONNEGATIVE = {
     "eps", "eps_in", "eps_out", "gamma_max", "gamma_in_max", "gamma_out_max", "x0_max_norm", "x0_min_scale", "lam",
@@ -141,7 +145,7 @@ NONNEGATIVE = {
     "mf_over_row", "increments", "mu", "mixed_sq", "input_var", "row_sq", "displacement", "decay_energy",
     "backward_rate", "lipschitz", "w_p", "activation_adjoint", "upper_gains", "backward_rates", "branch_moments",
     "b1_var", "b2_var", "bo_var", "grad_residual", "bias_norm", "a", "c", "ell", "r", "m", "b", "rho", "q",
-    "w0_norm", "gains", "p_norms", "layer", "x_energy", "mixed_energy", "x0_energy",
+    "w0_norm", "gains", "p_norms", "layer", "x_energy", "mixed_energy", "x0_energy", "excess",
 }
 # (parameter, bad-value label) pairs the domain admits, with the reason
 ACCEPTS = {
@@ -194,6 +198,7 @@ ACCEPTS_FOR = {
     # split_half's key is any non-empty string
     ("predictive.roc_auc.scores", "inf"), ("predictive.crossing_lr.values", "inf"),
     ("predictive.accuracy.predicted", "zero"), ("predictive.split_half.key", "choice"),
+    ("predictive.fold_of.key", "choice"),  # as split_half's: any non-empty string
 }
 
 def baseline(name, fn):

@@ -23,6 +23,15 @@ constant c is the only free quantity and is fitted on a fixed half of the atlas 
 are scored on the other half. The functions here are the pure-mathematics side: the split, the scores, the fit,
 the boundary and its baselines; the measurement of m lives in ``verify.atlas``.
 
+S4 growth-aware (the placement-aware criterion; derivation in docs/theorems/atlas.md): multiplying a branch's
+weights by s is the same map as multiplying Δt by s² (a branch homogeneous of degree 2 in its weights), so the
+init gain's Δt-elasticity e predicts how the gain responds to the weight growth s(lr) of training; additive growth
+(e ≤ 1) is divided out by the final norm, the compounding excess κ = max(0, e − 1) is not, and
+
+    predicted stable  ⇔  lr · s(lr)^{2κ} ≤ c,     s(lr) = √(1 + (n̄·lr/σ_w)²)   (``growth_score``, ``growth_max_lr``).
+
+Paired comparison of two criteria on the same held-out runs: ``mcnemar_exact``.
+
 Assumptions: AdamW with bias correction (the first step is a sign step), a loss whose curvature in the logits is
 O(1) (softmax cross-entropy: its Hessian in the logits has norm ≤ 1/2), a schedule whose peak learning rate is lr.
 It is a *first-order* prediction: it ignores the growth of m during training, which the fitted c absorbs.
@@ -41,13 +50,21 @@ from theory._domain import as_float_array, require_positive, require_real
 
 __all__ = [
     "accuracy",
+    "compounding_excess",
     "crossing_lr",
+    "dt_elasticity",
     "fit_threshold",
+    "fold_of",
+    "growth_max_lr",
+    "growth_score",
+    "kfold_accuracy",
+    "mcnemar_exact",
     "measured_max_lr",
     "predicted_max_lr",
     "roc_auc",
     "sensitivity_score",
     "split_half",
+    "weight_growth",
     "within_factor",
 ]
 
@@ -62,6 +79,18 @@ def split_half(key: str, salt: str = "atlas-split-v1") -> str:
         raise ValueError(f"key must be a non-empty string, got {key!r}")
     h = hashlib.sha256((salt + "|" + key).encode()).digest()
     return "fit" if h[0] % 2 == 0 else "held_out"
+
+
+def fold_of(key: str, k: int = 5, salt: str = "atlas-cv-v1") -> int:
+    """S4 protocol — the cross-validation fold (0 … k−1) of a configuration inside the fit half, by a seeded hash of
+    its key (SHA-256 of ``salt + key``, first 8 bytes mod k): fixed and outcome-blind. Domain: a non-empty key,
+    k ≥ 2."""
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"key must be a non-empty string, got {key!r}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        raise ValueError(f"k must be an integer >= 2, got {k!r}")
+    h = hashlib.sha256((salt + "|" + key).encode()).digest()
+    return int.from_bytes(h[:8], "big") % k
 
 
 def _labels(name: str, values) -> np.ndarray:
@@ -234,3 +263,138 @@ def crossing_lr(lrs, values, threshold: float) -> tuple[float, str | None]:
     lo, hi = v[j - 1], v[j]
     t = 1.0 if not math.isfinite(hi) else (threshold - lo) / (hi - lo)
     return float(math.exp(math.log(lr_a[j - 1]) + t * (math.log(lr_a[j]) - math.log(lr_a[j - 1])))), None
+
+
+# ---- S4 growth-aware: the placement-aware criterion (docs/theorems/atlas.md, "S4 growth-aware") -----------------
+
+
+def dt_elasticity(log_gain_lo: float, log_gain_hi: float, dt_lo: float, dt_hi: float) -> float:
+    """S4 growth-aware, step 2 — e = d log G / d log Δt by a finite difference between two Δt of one θ₀.
+
+    ``log_gain_*`` are log G at ``dt_lo`` < ``dt_hi`` (log of the forward gain, or the backward log-gain Λ itself).
+    Returns (log G(dt_hi) − log G(dt_lo)) / log(dt_hi/dt_lo). Domain: finite log-gains, 0 < dt_lo < dt_hi finite.
+    """
+    for name, v in (("log_gain_lo", log_gain_lo), ("log_gain_hi", log_gain_hi)):
+        require_real(name, v)
+        if not math.isfinite(float(v)):
+            raise ValueError(f"{name} must be finite, got {v!r}")
+    for name, v in (("dt_lo", dt_lo), ("dt_hi", dt_hi)):
+        require_positive(name, v)
+        if not math.isfinite(float(v)):
+            raise ValueError(f"{name} must be finite, got {v!r}")
+    if not float(dt_hi) > float(dt_lo):
+        raise ValueError(f"dt_hi must be > dt_lo, got dt_lo={dt_lo!r}, dt_hi={dt_hi!r}")
+    return (float(log_gain_hi) - float(log_gain_lo)) / math.log(float(dt_hi) / float(dt_lo))
+
+
+def compounding_excess(elasticity: float) -> float:
+    """S4 growth-aware, step 3 — κ = max(0, e − 1): the part of the gain's Δt-elasticity beyond additive growth.
+
+    Additive growth (normalised branch inputs: G ≈ 1 + Δt·b) has e ≤ 1 and is a rescaling the final norm removes;
+    compounding growth (∏(1 + Δt a_k), no normalisation) has e > 1. Domain: a finite real elasticity.
+    """
+    require_real("elasticity", elasticity)
+    if not math.isfinite(float(elasticity)):
+        raise ValueError(f"elasticity must be finite, got {elasticity!r}")
+    return max(0.0, float(elasticity) - 1.0)
+
+
+def weight_growth(lr, sigma_w: float, drift_steps: float) -> np.ndarray:
+    """S4 growth-aware, step 4 — s(lr) = √(1 + (n̄·lr/σ_w)²): the factor by which AdamW can grow a weight entry.
+
+    Each AdamW update moves an entry by at most ≈ lr_t; ``drift_steps`` n̄ = Σ_t lr_t/lr (1 for one peak step),
+    ``sigma_w`` the entries' initial size. An upper bound (coherent signs, weight decay ignored).
+    Domain: lr > 0 finite entrywise, σ_w > 0, n̄ > 0.
+    """
+    lr_a = np.atleast_1d(as_float_array("lr", lr))
+    if not np.all(np.isfinite(lr_a)) or np.any(lr_a <= 0):
+        raise ValueError("lr must be finite and > 0 entrywise")
+    for name, v in (("sigma_w", sigma_w), ("drift_steps", drift_steps)):
+        require_positive(name, v)
+        if not math.isfinite(float(v)):
+            raise ValueError(f"{name} must be finite, got {v!r}")
+    return np.sqrt(1.0 + (float(drift_steps) * lr_a / float(sigma_w)) ** 2)
+
+
+def growth_score(lr, excess, sigma_w: float, drift_steps: float) -> np.ndarray:
+    """S4 growth-aware, step 5 — the score log(lr·s(lr)^{2κ}) = log lr + 2κ·log s(lr); unstable where > log c.
+
+    Strictly increasing in lr for every κ ≥ 0; κ = 0 is the lr-only rule. Domain: as ``weight_growth``, κ ≥ 0
+    finite entrywise (broadcast against lr).
+    """
+    lr_a = np.atleast_1d(as_float_array("lr", lr))
+    k = np.atleast_1d(as_float_array("excess", excess))
+    if not np.all(np.isfinite(k)) or np.any(k < 0):
+        raise ValueError("excess must be finite and >= 0 entrywise")
+    growth = weight_growth(lr_a, sigma_w, drift_steps)  # validates lr (> 0) before its log is taken
+    return np.log(lr_a) + 2.0 * k * np.log(growth)
+
+
+def growth_max_lr(excess: float, log_c: float, sigma_w: float, drift_steps: float) -> float:
+    """S4 growth-aware — the predicted largest stable lr: the root of log lr + 2κ log s(lr) = log c.
+
+    Bisection in log lr (the left side is strictly increasing, → −∞ as lr → 0 and ≥ log lr); 200 halvings of a
+    bracket [log c − 2κ log s(e^{log c}) − 1, log c], i.e. to float64 resolution. Domain: κ ≥ 0, log c finite,
+    σ_w > 0, n̄ > 0.
+    """
+    require_real("log_c", log_c)
+    if not math.isfinite(float(log_c)):
+        raise ValueError(f"log_c must be finite, got {log_c!r}")
+    growth_score(1.0, excess, sigma_w, drift_steps)  # the domain checks, once
+    k, a = float(excess), float(drift_steps) / float(sigma_w)
+
+    def f(x: float) -> float:  # growth_score at lr = e^x, minus log c (2κ log s = κ log(1 + (a·lr)²))
+        return x + k * math.log1p((a * math.exp(x)) ** 2) - float(log_c)
+
+    hi = float(log_c)  # f(hi) ≥ 0 since 2κ log s ≥ 0
+    lo = hi - 1.0 - (f(hi) if math.isfinite(f(hi)) else 1e3)
+    while f(lo) > 0:
+        lo -= 2.0 * (hi - lo)
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if f(mid) > 0:
+            hi = mid
+        else:
+            lo = mid
+        if hi - lo < 1e-15 * max(1.0, abs(hi)):
+            break
+    return float(math.exp(0.5 * (lo + hi)))
+
+
+def kfold_accuracy(scores, positive, folds) -> float:
+    """Cross-validated accuracy of "positive ⇔ score > θ": for each fold, θ fitted (``fit_threshold``) on the
+    other folds and scored on it; the pooled fraction right. Domain: as ``fit_threshold``, ``folds`` one integer
+    label per entry with at least two distinct labels."""
+    s, y = _scores("scores", scores, finite=True), _labels("positive", positive)
+    f = np.asarray(folds)
+    if f.shape != s.shape or s.size != y.size:
+        raise ValueError("scores, positive and folds must have the same length")
+    if f.dtype.kind not in "iu" and not (f.dtype.kind == "f" and np.all(np.isfinite(f)) and np.all(f == np.round(f))):
+        raise ValueError(f"folds must hold integer fold labels, got {folds!r}")
+    labels = np.unique(f)
+    if labels.size < 2:
+        raise ValueError(f"folds must hold at least two distinct labels, got {labels.tolist()}")
+    right = 0
+    for k in labels:
+        te = f == k
+        theta = fit_threshold(s[~te], y[~te])
+        right += int(np.sum((s[te] > theta) == y[te]))
+    return right / s.size
+
+
+def mcnemar_exact(correct_a, correct_b) -> dict:
+    """McNemar's exact test of two classifiers on the same runs: ``correct_a``/``correct_b`` say, per run, whether
+    each was right. Returns {"a_only": runs only A got right, "b_only": only B, "p": two-sided exact p}, p =
+    min(1, 2·P(Bin(n, ½) ≤ min(a_only, b_only))) with n the discordant runs (p = 1 when n = 0).
+    Domain: equal-length non-empty boolean sequences.
+    """
+    a, b = _labels("correct_a", correct_a), _labels("correct_b", correct_b)
+    if a.size != b.size:
+        raise ValueError(f"correct_a and correct_b must have the same length, got {a.size} and {b.size}")
+    a_only, b_only = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    n = a_only + b_only
+    if n == 0:
+        return {"a_only": 0, "b_only": 0, "p": 1.0}
+    k = min(a_only, b_only)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0 ** n
+    return {"a_only": a_only, "b_only": b_only, "p": float(min(1.0, 2.0 * tail))}

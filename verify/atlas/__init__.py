@@ -2,7 +2,8 @@
 advice for a user's block that carries the atlas's track record.
 
 - ``runner`` — the grid (presets ``test``/``cpu``/``gpu``), batched training per (placement, depth), the cache;
-- ``analysis`` — S4 and baselines: fit on one half of the grid, score on the held-out half;
+- ``analysis`` — S4, its placement-aware growth variant and baselines: fit on one half of the grid, score on the
+  held-out half (McNemar's exact test between criteria on the same runs);
 - ``schedules`` — S2's water-filling schedule against uniform Δt at equal total time;
 - ``build_data`` — the record behind ``figures/atlas.json``; ``advice`` — the predicted stable (Δt, lr) region for a
   placement, depth and width, with the held-out accuracy of the nearest atlas placement.
@@ -63,6 +64,17 @@ def build_data(preset: str = "cpu", retrain: bool = False, workers: int | None =
                   "best_baseline_accuracy": max(b["held_out_accuracy"] for b in ev["baselines"].values()),
                   "per_placement_accuracy": analysis.per_placement_accuracy(runs, primary, theta)},
     }
+    # The growth-aware criterion (issue 9 §2): top-level fields of its own, the fields above unchanged.
+    gr = analysis.evaluate_growth(runs, ev["criteria"], primary)
+    data.update({
+        "growth": gr, "growth_variant": gr["variant"], "growth_held_out_accuracy": gr["held_out_accuracy"],
+        "growth_held_out_auc": gr["held_out_auc"], "growth_beats_baselines": gr["beats_baselines"],
+        "growth_predicted_max_lr": {k: v["predicted_max_lr"] for k, v in gr["max_lr"].items()},
+        "growth_max_lr": {p: {str(L): {f"{e['dt']:g}": e["predicted"] for row in gr["max_lr"].values()
+                                       if row["placement"] == p and row["depth"] == L for e in row["per_dt"]}
+                              for L in sorted({row["depth"] for row in gr["max_lr"].values()})}
+                          for p in dict.fromkeys(row["placement"] for row in gr["max_lr"].values())},
+    })
     if with_schedules:
         data["schedules"] = schedules.compare(preset, grid, retrain=retrain, workers=workers, cache_dir=cache_dir)
     return data

@@ -4,7 +4,8 @@ Data: ``verify.atlas.build_data`` (runs cached under ``figures/runs/atlas*.json`
 ``--retrain`` trains again; ``--fast`` is the test-size grid). Drawing: one panel per (depth, placement), Δt on
 the x axis and the learning rate on the y axis (both log); a filled dot is a run that trained, a cross one that
 diverged (NaN/inf, or the final loss not below the initial one); the dashed line is S4's predicted largest stable
-learning rate lr*(Δt) of the primary S4 variant, its constant fitted on the fit half of the grid.
+learning rate lr*(Δt) of the primary S4 variant, its constant fitted on the fit half of the grid; the dotted red
+line that of the growth-aware criterion (lr·s(lr)^{2κ} ≤ c, docs/theorems/atlas.md), fitted on the same half.
 """
 from __future__ import annotations
 
@@ -44,6 +45,10 @@ def draw(data: dict, path: Path) -> list[Path]:
                 dts = sorted(float(k) for k in ml)
                 pred = [ml[f"{dt:g}"] for dt in dts]
                 ax.plot(dts, pred, color="#444444", **style.THEORY, label="S4 predicted max lr")
+                gl = data.get("growth_max_lr", {}).get(p, {}).get(str(L))
+                if gl:
+                    ax.plot(dts, [gl[f"{dt:g}"] for dt in dts], color="#c0392b", **style.THEORY_ALT,
+                            label="growth-aware max lr")
                 ax.set_xscale("log")
                 ax.set_yscale("log")
                 ax.set_xticks(dts, [f"{v:g}" for v in dts])
@@ -60,8 +65,10 @@ def draw(data: dict, path: Path) -> list[Path]:
                     ax.set_xlabel("Δt", fontsize=6)
                 ax.tick_params(labelsize=5)
         axes[0][0].legend(fontsize=4.5, loc="lower left")
+        extra = (f"; growth-aware {data['growth_held_out_accuracy']:.0%}, AUC {data['growth_held_out_auc']:.2f}"
+                 if "growth_held_out_accuracy" in data else "")
         fig.suptitle(f"divergence atlas: S4 held-out accuracy {data['held_out_accuracy']:.0%}, "
-                     f"AUC {data['held_out_auc']:.2f} ({data['primary']})", fontsize=7)
+                     f"AUC {data['held_out_auc']:.2f} ({data['primary']}){extra}", fontsize=7)
         fig.tight_layout()
         return style.save(fig, path)
 

@@ -593,6 +593,55 @@ def atlas_parts(atlas: dict | None) -> list[Part]:
                           {"accuracy": acc, "swapped_accuracy": wrong, "swap": swap}, scale, core=False))
     except (KeyError, ValueError) as exc:
         parts.append(Part(names[3], "not tested", f"atlas runs lack what the swap needs ({exc})", core=False))
+    parts.extend(atlas_growth_parts(atlas, scale))
+    return parts
+
+
+def atlas_growth_parts(atlas: dict, scale: str) -> list[Part]:
+    """K5, the placement-aware criterion (issue 9 §2, "S4 growth-aware" in docs/theorems/atlas.md): does it beat
+    the baselines on the held-out half — higher accuracy AND McNemar's exact p < 0.05 on the same runs against each
+    (a tie is not a win) — is its lr* within 2× for every placement and depth, does it use the placement."""
+    names = ("S4 growth-aware (placement-aware) beats the baselines on held-out runs (accuracy, McNemar p < 0.05)",
+             "S4 growth-aware's largest stable lr within 2× of the measured one, every placement and depth",
+             "S4 growth-aware uses the placement (swapped placements score ≥ 2 points worse)")
+    gr = atlas.get("growth")
+    if not gr:
+        return [Part(n, "not tested", "figures/atlas.json carries no growth-aware criterion", core=False)
+                for n in names]
+    acc, auc = float(gr["held_out_accuracy"]), float(gr["held_out_auc"])
+    mc = gr.get("mcnemar", {})
+    base = {k: v for k, v in mc.items() if k in atlas.get("baselines", {})}
+    beats = bool(gr.get("beats_baselines"))
+    tried = gr.get("selection", {}).get("n_variants")
+    detail = "; ".join(f"{k} {v['accuracy']:.3f} (runs only the criterion got right {v['a_only']}, only {k} "
+                       f"{v['b_only']}, p = {v['p']:.3g})" for k, v in sorted(base.items(), key=lambda kv: -kv[1]["accuracy"]))
+    parts = [Part(names[0], "reproduced" if beats else "not reproduced",
+                  f"{gr['variant']} (chosen among {tried} variants by CV inside the fit half): held-out accuracy "
+                  f"{acc:.3f}, AUC {auc:.3f} over {gr.get('n_held_out')} runs; against {detail}"
+                  + ("" if beats else ": not a win — it ties or is not significantly better than a baseline"),
+                  {"variant": gr["variant"], "accuracy": acc, "auc": auc, "variants_tried": tried,
+                   "mcnemar": base, "cv": gr.get("selection", {}).get("variants")}, scale, core=False)]
+    rows = gr.get("max_lr", {})
+    within = {k: bool(r.get("within_2x")) for k, r in rows.items()}
+    n_ok = sum(within.values())
+    parts.append(Part(names[1], "reproduced" if within and n_ok == len(within) else
+                      ("not reproduced" if within and n_ok == 0 else ("undecided" if within else "not tested")),
+                      f"{n_ok} of {len(within)} (placement, depth) cells within 2× at Δt = 1 (S4: see above); over all "
+                      f"(placement, depth, Δt) {gr.get('max_lr_within_2x', math.nan):.1%}"
+                      + ("; misses: " + ", ".join(k for k, v in within.items() if not v) if n_ok < len(within) else ""),
+                      {k: {"predicted": r.get("predicted_max_lr"), "measured": r.get("measured_max_lr")}
+                       for k, r in rows.items()}, scale, core=False))
+    sw = gr.get("swapped", {})
+    if "held_out_accuracy" in sw:
+        wrong = float(sw["held_out_accuracy"])
+        uses = acc - wrong >= ATLAS_SWAP_LOSS
+        parts.append(Part(names[2], "reproduced" if uses else "not reproduced",
+                          f"held-out accuracy {acc:.3f} with each run's own init measurements, {wrong:.3f} with "
+                          f"another placement's (AUC {auc:.3f} vs {sw.get('held_out_auc', math.nan):.3f})"
+                          + ("" if uses else ": on the held-out half it still acts as one lr threshold"),
+                          {"accuracy": acc, "swapped_accuracy": wrong, "swap": sw.get("map")}, scale, core=False))
+    else:
+        parts.append(Part(names[2], "not tested", "no swapped-placement score in figures/atlas.json", core=False))
     return parts
 
 
