@@ -23,6 +23,22 @@ def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", default=False, help="run the slow tier as well")
     parser.addoption("--level", choices=("quick", "full"), default="quick",
                      help="size of the registered checks the tests run (quick: the default tier)")
+    parser.addoption("--seeded-only", action="store_true", default=False,
+                     help="soak rounds (.ci/soak passes it): deselect the tests whose outcome cannot depend on the "
+                          "round's seed — neither hypothesis @given nor the ctx fixture nor @pytest.mark.seeded")
+
+
+def is_seeded(item) -> bool:
+    """Whether a test's outcome can depend on a soak round's seed: a hypothesis @given test (--hypothesis-seed),
+    a test using the ``ctx`` fixture, directly or through another fixture (SOAK_SEED), or one marked ``seeded``
+    (it reads the round's seed some other way). A ctx test parametrised with an explicit integer ``seed`` (the kept
+    soak regressions: ``Context(level=ctx.level, seed=seed, device=ctx.device)``) reads only ctx's level and
+    device, so it is fixed too. Every other test draws only fixed seeds (README "Soak")."""
+    if item.get_closest_marker("seeded") is not None or getattr(getattr(item, "obj", None), "is_hypothesis_test",
+                                                                 False):
+        return True
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return "ctx" in item.fixturenames and not isinstance(params.get("seed"), int)
 
 
 def pytest_report_header(config):
@@ -31,6 +47,10 @@ def pytest_report_header(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    if config.getoption("--seeded-only"):
+        keep = [item for item in items if is_seeded(item)]
+        config.hook.pytest_deselected(items=[item for item in items if not is_seeded(item)])
+        items[:] = keep
     if config.getoption("--runslow"):
         return
     skip = pytest.mark.skip(reason="slow tier: run with --runslow")
@@ -65,6 +85,9 @@ def _restore_mpmath_precision():
 
 def pytest_configure(config):
     import torch
+
+    config.addinivalue_line("markers", "seeded: the outcome depends on a soak round's seed other than through "
+                                       "hypothesis or ctx (kept by --seeded-only)")
 
     # One intra-op thread per test process: the suite runs two xdist workers on two cores, and the checks' batched
     # matmuls are small, so a second thread only adds contention (measured: 5-9x slower on a loaded machine).
