@@ -195,15 +195,36 @@ def _assert_f7_beats_f6(f7) -> None:
             # A model that weight decay collapsed to θ ≈ 0 (soak seed 1466684592, λ = 0.1: D/λ bound 5e-27, the
             # displacement rounds to exactly 0 in float64): every tightness is 0, so "tighter" is decided by the bounds, asserted above.
             continue
-        assert c["F7_D_tightness"] > c["F7_J_tightness"] > c["F6_tightness"], c
+        assert c["F7_D_tightness"] > c["F6_tightness"] and c["F7_D_tightness"] >= c["F7_J_tightness"], c
+    # J(θ)/λ ≥ E[ℓ]/λ keeps the loss, which weight decay does not shrink, while F6's envelope and the displacement
+    # do: at strong decay (λ = 0.1) the J form can be looser than F6 (soak seeds 2341240772, 498736863: 0.0058
+    # against 0.054, 0.0025 against 0.063). Where the decay is weakest — the regime F6's exponential envelope is
+    # about — the J form is tighter at every seed measured (docs/theorems/F6.md, F7).
+    weakest = min(c["lam"] for c in comparison)
+    for c in comparison:
+        if c["lam"] == weakest and c["measured_max_displacement"] > 0.0:
+            assert c["F7_J_tightness"] > c["F6_tightness"], c
     assert any(c["measured_max_displacement"] > 0 for c in comparison), comparison
 
 
 def test_f7_depth_free_bound_holds_on_stationary_models_and_beats_f6(f7):
     """F7: on the stationary tiny models (training data and fresh inputs of scale 1 and 30) every displacement is
     ≤ Σ Δt R‖W_in‖‖W_out‖ ≤ max(Δt R)·D/λ ≤ max(Δt R)·J(θ)/λ; the D/λ form is tighter than F6's exponential
-    envelope at every (seed, λ), and so is the J(θ)/λ form."""
+    envelope at every (seed, λ), the J(θ)/λ form at the weakest decay."""
     _assert_f7_beats_f6(f7)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [2341240772, 498736863])
+def test_f7_soak_seeds_strong_decay_j_form_not_tighter_than_f6(ctx, seed):
+    """Regression (slow tier, ~40 s each): at these soak seeds λ = 0.1 makes the J(θ)/λ form looser than F6 (it
+    keeps the loss term); D/λ still beats F6 everywhere and J(θ)/λ at λ = 0.03; the solver reaches stationarity at
+    problem seed 6863 only with the extra Newton rounds."""
+    f7 = chk.check_f7(Context(level=ctx.level, seed=seed, device=ctx.device))
+    _assert_f7_beats_f6(f7)
+    strong = [c for c in _by_name(f7, "J(θ)/λ")[0].numbers["comparison_with_F6"] if c["lam"] == 0.1]
+    assert strong and all(c["F7_J_tightness"] < c["F6_tightness"] for c in strong), strong
+    _assert_all_pass(_by_name(chk.check_f6(Context(level=ctx.level, seed=seed, device=ctx.device)), "stationar"))
 
 
 @pytest.mark.slow

@@ -122,9 +122,32 @@ def stationary_models(lams: tuple[float, ...], seed: int, dt: float = 1.0, lbfgs
         if newton_iters == 0 or bool((rel <= STATIONARITY_RTOL).all()):
             return prob, cached, g, {"newton_iterations": 0, "grad_norm": g.norm(dim=1).tolist(), "cached": True}
         theta, grad_j, info = fit_stationary(prob.objective, cached, 0, newton_iters, GTOL)
+        theta, grad_j, info = _polish(prob, theta, grad_j, info, newton_iters)
         return prob, theta, grad_j, {**info, "cached": True}
     theta, grad_j, info = fit_stationary(prob.objective, prob.theta0, lbfgs_iters, newton_iters, GTOL)
+    theta, grad_j, info = _polish(prob, theta, grad_j, info, newton_iters)
     return prob, theta, grad_j, {**info, "cached": False}
+
+
+# Newton rounds beyond the first ``newton_iters`` for an instance that is not yet stationary: from some seeds the
+# trust region needs a few more steps before its quadratic phase (soak seed 498736863 → problem seed 6863, λ = 0.03:
+# relative residual 1.6e-5 after 15 iterations, 6e-12 after 18). A budget, not a tolerance: the stationarity tally
+# still asserts ‖∇J‖ ≤ 1e-6·λ‖θ‖ on what comes back.
+EXTRA_NEWTON_ROUNDS = 3
+
+
+def _polish(prob, theta, grad_j, info, newton_iters):
+    if newton_iters == 0:
+        return theta, grad_j, info
+    total = info.get("newton_iterations", 0)
+    for _ in range(EXTRA_NEWTON_ROUNDS):
+        rel = grad_j.norm(dim=1) / (prob.lam * theta.norm(dim=1))
+        if bool((rel <= STATIONARITY_RTOL).all()):
+            break
+        theta, grad_j, more = fit_stationary(prob.objective, theta, 0, newton_iters, GTOL)
+        total += more.get("newton_iterations", 0)
+        info = {**more, "newton_iterations": total}
+    return theta, grad_j, info
 
 
 def refresh_cache(ctx: Context | None = None) -> list[str]:
