@@ -102,7 +102,6 @@ def test_single_instance_weights_broadcast_over_a_leading_batch():
 def _mp_norm_rows(kind: str, z, gamma, beta, eps: float):
     """The norm of every row at 50 digits (mpmath), returned as float64: γ ⊙ (z − μ)/√(σ² + ε) + β, or RMSNorm."""
     import mpmath
-
     import numpy as np
 
     with mpmath.workdps(50):
@@ -123,7 +122,11 @@ def _roundoff_allowance(z, gamma, beta, eps: float, kind: str):
     √d·u(1 + log2 d)‖z‖∞/s + RTOL_ALGEBRA) + RTOL_ALGEBRA·‖β‖∞, s the row's scale √(σ² + ε) (√(mean z² + ε))."""
     import numpy as np
 
-    from verify.checks.norms import RTOL_ALGEBRA, ROUNDOFF_MODEL_FACTOR, input_roundoff_ratio
+    from verify.checks.norms import (
+        ROUNDOFF_MODEL_FACTOR,
+        RTOL_ALGEBRA,
+        input_roundoff_ratio,
+    )
 
     d = z.shape[-1]
     stat = z.var(axis=-1) if kind == "layer" else (z * z).mean(axis=-1)
@@ -180,7 +183,13 @@ def test_norm_jacobian_at_large_mean_matches_the_closed_form(kind):
     import mpmath
     import numpy as np
 
-    from verify.checks.norms import RTOL_ALGEBRA, ROUNDOFF_MODEL_FACTOR, _norm_layer, input_roundoff_ratio, row_jacobians
+    from verify.checks.norms import (
+        ROUNDOFF_MODEL_FACTOR,
+        RTOL_ALGEBRA,
+        _norm_layer,
+        input_roundoff_ratio,
+        row_jacobians,
+    )
 
     d = 8
     rng = np.random.default_rng(7)
@@ -207,7 +216,8 @@ def test_norm_jacobian_at_large_mean_matches_the_closed_form(kind):
             if kind == "layer":
                 zt = torch.from_numpy(z[i:i + 1, r:r + 1]).clone()
                 gt, bt = torch.from_numpy(gamma[i:i + 1]), torch.from_numpy(beta[i:i + 1])
-                wrong = torch.func.jacrev(lambda t: _one_pass_layernorm(t, gt, bt, 0.0).reshape(d))(zt).reshape(d, d)
+                wrong = torch.func.jacrev(lambda t, gt=gt, bt=bt: _one_pass_layernorm(t, gt, bt, 0.0).reshape(d))(
+                    zt).reshape(d, d)
                 worst_wrong = max(worst_wrong, float(np.abs(wrong.numpy() - ref).max() / unit / tol))
     assert worst <= 1.0, worst
     if kind == "layer":
