@@ -52,12 +52,14 @@ def test_quick_benchmark_writes_every_record(tmp_path, capsys):
         assert positive_finite(row["seconds"]) and row["dps"] == 50
 
 
+@pytest.mark.parametrize("dt", [1.0, 0.7])
 @pytest.mark.parametrize("placement", ["pre", "peri", "post", "none"])
-def test_vmap_peer_computes_the_engines_function(placement):
+def test_vmap_peer_computes_the_engines_function(placement, dt):
     """The torch.func ensemble of PeerStack (nn.Linear, nn.LayerNorm, same weights) equals the engine's output
     within twice the engine's own first-order round-off bound, instance by instance — the comparison is between
-    two implementations of one function, not of two different amounts of work."""
-    cfg = StackConfig(d=8, n_blocks=2, placement=placement, n_heads=2, causal=True, bias_std=0.2)
+    two implementations of one function, not of two different amounts of work (Δt = 1, where both skip the
+    1·F kernel, and Δt ≠ 1)."""
+    cfg = StackConfig(d=8, n_blocks=2, placement=placement, n_heads=2, causal=True, bias_std=0.2, dt=dt)
     stack = Stack(cfg, 3, seed=5)
     x = sample_inputs(cfg, 3, 4, seed=6)
     fn, params = bench.vmap_ensemble(stack)

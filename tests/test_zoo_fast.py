@@ -96,3 +96,200 @@ def test_single_instance_weights_broadcast_over_a_leading_batch():
             for b in range(3):
                 alone = step.sublayer(x[b:b + 1])[0]
                 assert float((together[b] - alone).abs().max()) <= 1e-13
+
+
+# ---- the norm's fast path: explicit centring, then torch's native kernel -------------------------------------
+def _mp_norm_rows(kind: str, z, gamma, beta, eps: float):
+    """The norm of every row at 50 digits (mpmath), returned as float64: γ ⊙ (z − μ)/√(σ² + ε) + β, or RMSNorm."""
+    import mpmath
+    import numpy as np
+
+    with mpmath.workdps(50):
+        out = np.empty(z.shape)
+        for idx in np.ndindex(*z.shape[:-1]):
+            row = [mpmath.mpf(float(v)) for v in z[idx]]
+            d = len(row)
+            mu = mpmath.fsum(row) / d if kind == "layer" else mpmath.mpf(0)
+            c = [v - mu for v in row]
+            s = mpmath.sqrt(mpmath.fsum(v * v for v in c) / d + mpmath.mpf(eps))
+            g, b = gamma[idx[0]], beta[idx[0]]
+            out[idx] = [float(mpmath.mpf(float(g[j])) * c[j] / s + mpmath.mpf(float(b[j]))) for j in range(d)]
+    return out
+
+
+def _roundoff_allowance(z, gamma, beta, eps: float, kind: str):
+    """Per-row allowance of the N checks' round-off model (verify.checks.norms): ‖γ‖∞·(ROUNDOFF_MODEL_FACTOR·
+    √d·u(1 + log2 d)‖z‖∞/s + RTOL_ALGEBRA) + RTOL_ALGEBRA·‖β‖∞, s the row's scale √(σ² + ε) (√(mean z² + ε))."""
+    import numpy as np
+
+    from verify.checks.norms import (
+        ROUNDOFF_MODEL_FACTOR,
+        RTOL_ALGEBRA,
+        input_roundoff_ratio,
+    )
+
+    d = z.shape[-1]
+    stat = z.var(axis=-1) if kind == "layer" else (z * z).mean(axis=-1)
+    s = np.sqrt(stat + eps)
+    gmax = np.abs(gamma).max(axis=-1)[:, None]
+    bmax = np.abs(beta).max(axis=-1)[:, None]
+    cond = input_roundoff_ratio(d, np.abs(z).max(axis=-1), s)
+    return gmax * (ROUNDOFF_MODEL_FACTOR * cond + RTOL_ALGEBRA) + RTOL_ALGEBRA * bmax
+
+
+def _one_pass_layernorm(z, gamma, beta, eps):
+    """A deliberately ill-conditioned LayerNorm (variance as E[z²] − E[z]²): cancellation at |μ| ≫ σ."""
+    mu = z.mean(-1, keepdim=True)
+    var = (z * z).mean(-1, keepdim=True) - mu * mu
+    return gamma[:, None, :] * (z - mu) / torch.sqrt(var + eps) + beta[:, None, :]
+
+
+@pytest.mark.parametrize("kind", ["layer", "rms"])
+@pytest.mark.parametrize("d", [3, 16, 64])
+@pytest.mark.parametrize("eps", [0.0, 1e-7])
+def test_norm_at_large_mean_small_spread_matches_mpmath(kind, d, eps):
+    """Rows of mean −5 and spread 1e-3 (the N1/N3 anchor where an uncentred kernel loses digits), ε = 0 and
+    ε ≈ σ²/10, vector γ and β: the zoo's norm (explicit centring, then torch's native layer_norm / rms_norm)
+    equals the 50-digit value within the N checks' round-off model (it measures ≤ 0.05 of it); a one-pass
+    variance E[z²] − E[z]² fails the same allowance by ≥ 10× (meta-test)."""
+    import numpy as np
+
+    from verify.checks.norms import _norm_layer
+
+    rng = np.random.default_rng(100 * d + (kind == "rms"))
+    inst, rows = 3, 4
+    z = -5.0 + 1e-3 * rng.standard_normal((inst, rows, d))
+    gamma = rng.choice([-1.0, 1.0], (inst, d)) * rng.uniform(0.1, 2.0, (inst, d))
+    beta = rng.standard_normal((inst, d)) if kind == "layer" else np.zeros((inst, d))
+    ref = _mp_norm_rows(kind, z, gamma, beta, eps)
+    allow = _roundoff_allowance(z, gamma, beta, eps, kind)
+    layer = _norm_layer(kind, eps, gamma, beta, torch.device("cpu"))
+    with torch.no_grad():
+        y = layer(torch.from_numpy(z)).numpy()
+    ratio = np.abs(y - ref).max(axis=-1) / allow
+    assert ratio.max() <= 1.0, ratio.max()
+    if kind == "layer":
+        zt, gt, bt = (torch.from_numpy(a) for a in (z, gamma, beta))
+        wrong = _one_pass_layernorm(zt, gt, bt, eps).numpy()
+        assert (np.abs(wrong - ref).max(axis=-1) / allow).max() >= 10.0
+
+
+@pytest.mark.parametrize("kind", ["layer", "rms"])
+def test_norm_jacobian_at_large_mean_matches_the_closed_form(kind):
+    """The Jacobian (jacrev through the detached centring and the native backward) of rows with mean −5 and
+    spread 1e-3, ε = 0, against the closed form at 50 digits — LayerNorm γ/s·(P − ccᵀ/(d s²)), RMSNorm
+    γ/s·(I − zzᵀ/(d s²)) — within the N2 round-off model 4·ROUNDOFF_MODEL_FACTOR·√d·u(1 + log2 d)‖z‖∞/s relative
+    to ‖γ‖∞/s (+ RTOL_ALGEBRA); the one-pass variance's Jacobian fails it (meta-test)."""
+    import mpmath
+    import numpy as np
+
+    from verify.checks.norms import (
+        ROUNDOFF_MODEL_FACTOR,
+        RTOL_ALGEBRA,
+        _norm_layer,
+        input_roundoff_ratio,
+        row_jacobians,
+    )
+
+    d = 8
+    rng = np.random.default_rng(7)
+    z = -5.0 + 1e-3 * rng.standard_normal((2, 3, d))
+    gamma = rng.uniform(0.5, 1.5, (2, d))
+    beta = rng.standard_normal((2, d)) if kind == "layer" else np.zeros((2, d))
+    jac = row_jacobians(_norm_layer(kind, 0.0, gamma, beta, torch.device("cpu")), z, torch.device("cpu"))
+    worst, worst_wrong = 0.0, 0.0
+    for i in range(2):
+        for r in range(3):
+            with mpmath.workdps(50):
+                row = [mpmath.mpf(float(v)) for v in z[i, r]]
+                mu = mpmath.fsum(row) / d if kind == "layer" else mpmath.mpf(0)
+                c = [v - mu for v in row]
+                s2 = mpmath.fsum(v * v for v in c) / d
+                s = mpmath.sqrt(s2)
+                ref = np.array([[float(mpmath.mpf(float(gamma[i, a])) / s * (
+                    (1 if a == b else 0) - (mpmath.mpf(1) / d if kind == "layer" else 0) - c[a] * c[b] / (d * s2)))
+                    for b in range(d)] for a in range(d)])
+            unit = float(np.abs(gamma[i]).max() / float(s))
+            tol = 4 * ROUNDOFF_MODEL_FACTOR * float(input_roundoff_ratio(d, np.abs(z[i, r]).max(), float(s))) \
+                + RTOL_ALGEBRA
+            worst = max(worst, float(np.abs(jac[i, r] - ref).max() / unit / tol))
+            if kind == "layer":
+                zt = torch.from_numpy(z[i:i + 1, r:r + 1]).clone()
+                gt, bt = torch.from_numpy(gamma[i:i + 1]), torch.from_numpy(beta[i:i + 1])
+                wrong = torch.func.jacrev(lambda t, gt=gt, bt=bt: _one_pass_layernorm(t, gt, bt, 0.0).reshape(d))(
+                    zt).reshape(d, d)
+                worst_wrong = max(worst_wrong, float(np.abs(wrong.numpy() - ref).max() / unit / tol))
+    assert worst <= 1.0, worst
+    if kind == "layer":
+        assert worst_wrong >= 10.0, worst_wrong
+
+
+@pytest.mark.parametrize("kind", ["layer", "rms"])
+def test_norm_higher_derivatives_equal_the_two_pass_formula(kind):
+    """The detached centring is exact for every derivative order (the native kernel re-centres, and LayerNorm is
+    shift-invariant): forward-mode jvp, and the Hessian-vector product by forward-over-reverse (as the trust-region
+    training uses), equal those of the plain two-pass formula differentiated end to end, within 1e-11 relative
+    (O(1) rows, d = 6: both sides round at ~1e-15; 1e-11 leaves 1e4 room). Meta: the same detached centring
+    followed by a formula that does not re-centre (same forward value) has a wrong jvp and Hessian."""
+    from verify.engine.zoo import BatchedNorm
+
+    gen = torch.Generator().manual_seed(3)
+    z, v, g = (torch.randn(2, 3, 6, generator=gen, dtype=torch.float64) + 0.4 for _ in range(3))
+    norm = BatchedNorm(2, 6, kind, 1e-3, 1.0, 0.0)
+    with torch.no_grad():
+        norm.gamma.copy_(torch.rand(2, 6, generator=gen, dtype=torch.float64) + 0.5)
+        if norm.beta is not None:
+            norm.beta.copy_(torch.randn(2, 6, generator=gen, dtype=torch.float64))
+    gamma = norm.gamma.detach()[:, None]
+    beta = 0.0 if norm.beta is None else norm.beta.detach()[:, None]
+
+    def two_pass(t, detach_mean=False):
+        c = t
+        if kind == "layer":
+            mu = t.mean(-1, keepdim=True)
+            c = t - (mu.detach() if detach_mean else mu)
+        return gamma * c / torch.sqrt((c * c).mean(-1, keepdim=True) + 1e-3) + beta
+
+    def jvp_and_hvp(f):
+        jv = torch.func.jvp(f, (z,), (v,))[1]
+        hv = torch.func.jvp(torch.func.grad(lambda t: (g * f(t)).sum()), (z,), (v,))[1]
+        return jv.detach(), hv.detach()
+
+    got, ref = jvp_and_hvp(norm), jvp_and_hvp(two_pass)
+    for a, b in zip(got, ref):
+        assert float((a - b).abs().max()) <= 1e-11 * float(b.abs().max())
+    if kind == "layer":
+        wrong = jvp_and_hvp(lambda t: two_pass(t, detach_mean=True))
+        for a, b in zip(wrong, ref):
+            assert float((a - b).abs().max()) > 1e-3 * float(b.abs().max())
+
+
+def test_centring_is_one_common_shift_per_row():
+    """At |μ| ≫ σ (mean −5371, spread ~1, d = 3, ε = 1: N1's full-level witness case) the centred rows are
+    z − m for ONE rounded m per row (exact by Sterbenz), so ‖N(z)‖ = √(d σ²/(σ² + ε)) holds to 1e-14 relative
+    against 50 digits (measured ~3e-16). Meta: a shift one ulp of m off in one lane misses it by > 1e-13. (That is
+    what ``torch.add(z, Σz, alpha=−1/d)`` did here: its vector and scalar lanes round the shift differently, fma or
+    not — 2e-12, which failed N1's witness; the engine subtracts the rounded mean instead.)"""
+    import mpmath
+    import numpy as np
+    import torch.nn.functional as nnf
+
+    from verify.engine.zoo import BatchedNorm
+
+    rng = np.random.default_rng(3)
+    z = -5371.2 + rng.standard_normal((8, 7, 3))
+    with mpmath.workdps(50):
+        def var(row):
+            r = [mpmath.mpf(float(v)) for v in row]
+            m = mpmath.fsum(r) / 3
+            return mpmath.fsum((v - m) ** 2 for v in r) / 3
+        truth = np.array([[float(mpmath.sqrt(3 * var(z[i, r]) / (var(z[i, r]) + 1))) for r in range(7)]
+                          for i in range(8)])
+    zt = torch.from_numpy(z)
+    with torch.no_grad():
+        y = BatchedNorm(8, 3, "layer", 1.0, 1.0, 0.0)(zt)
+    assert float(np.abs(np.linalg.norm(y.numpy(), axis=-1) / truth - 1).max()) <= 1e-14
+    m = zt.mean(-1, keepdim=True)
+    skew = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64) * torch.from_numpy(np.spacing(m.numpy()))
+    lanes = nnf.layer_norm(zt - (m + skew), (3,), eps=1.0)
+    assert float(np.abs(np.linalg.norm(lanes.numpy(), axis=-1) / truth - 1).max()) > 1e-13
