@@ -103,25 +103,14 @@ def max_lr_table(runs: list[dict], log_threshold: float, ref_dt: float = 1.0, na
     """Per placement, depth and Δt: the measured bracket of the largest stable lr (majority over seeds) and S4's
     predicted one (``predicted_cell_max_lr``), and whether they agree within 2×. Top level per
     "placement/L=depth" at ``ref_dt``."""
-    cells: dict[tuple, list[dict]] = {}
-    for r in runs:
-        c = r["config"]
-        cells.setdefault((c["placement"], c["depth"], c["dt"]), []).append(r)
     table = {}
-    for (p, L, dt), rs in sorted(cells.items()):
-        lrs = sorted({r["config"]["lr"] for r in rs})
-        outcome = [_majority([r for r in rs if r["config"]["lr"] == lr]) for lr in lrs]
-        meas = pr.measured_max_lr(lrs, outcome)
+    for (p, L, dt), rs in sorted(_cells(runs).items()):
+        meas = _measured_bracket(rs)
         pred = predicted_cell_max_lr(rs, name, log_threshold)
         table.setdefault(f"{p}/L={L}", {"placement": p, "depth": L, "per_dt": []})["per_dt"].append(
             {"dt": dt, "measured": meas, "predicted": pred, "within_2x": pr.within_factor(pred, meas, 2.0),
              "speed": float(np.median([r["init"]["speed"] for r in rs]))})
-    for row in table.values():
-        ref = min(row["per_dt"], key=lambda e: abs(math.log(e["dt"] / ref_dt)))
-        row.update({"ref_dt": ref["dt"], "predicted_max_lr": ref["predicted"],
-                    "measured_max_lr": ref["measured"]["estimate"], "measured_bracket": ref["measured"],
-                    "within_2x": ref["within_2x"]})
-    return table
+    return _at_reference_dt(table, ref_dt)
 
 
 def evaluate(runs: list[dict], shift: float = 0.0) -> dict:
@@ -298,6 +287,22 @@ def growth_cell_max_lr(rs: list[dict], name: str, threshold: float, kappa: dict 
     return float(np.median(out))
 
 
+def _measured_bracket(rs: list[dict]) -> dict:
+    """The measured largest stable lr of one (placement, depth, Δt) cell, each lr's outcome the majority over seeds."""
+    lrs = sorted({r["config"]["lr"] for r in rs})
+    return pr.measured_max_lr(lrs, [_majority([r for r in rs if r["config"]["lr"] == lr]) for lr in lrs])
+
+
+def _at_reference_dt(table: dict, ref_dt: float) -> dict:
+    """Each "placement/L=depth" row summarised at the Δt of its grid nearest ``ref_dt`` (in log distance)."""
+    for row in table.values():
+        ref = min(row["per_dt"], key=lambda e: abs(math.log(e["dt"] / ref_dt)))
+        row.update({"ref_dt": ref["dt"], "predicted_max_lr": ref["predicted"],
+                    "measured_max_lr": ref["measured"]["estimate"], "measured_bracket": ref["measured"],
+                    "within_2x": ref["within_2x"]})
+    return table
+
+
 def _cells(runs: list[dict]) -> dict[tuple, list[dict]]:
     cells: dict[tuple, list[dict]] = {}
     for r in runs:
@@ -313,19 +318,13 @@ def growth_max_lr_table(runs: list[dict], name: str, threshold: float, ref_dt: f
     kappa = excess_table(runs, gain) if form in ("step", "run") else None
     table: dict = {}
     for (p, L, dt), rs in sorted(_cells(runs).items()):
-        lrs = sorted({r["config"]["lr"] for r in rs})
-        meas = pr.measured_max_lr(lrs, [_majority([r for r in rs if r["config"]["lr"] == lr]) for lr in lrs])
+        meas = _measured_bracket(rs)
         pred = growth_cell_max_lr(rs, name, threshold, kappa)
         k = float(np.median([kappa[_key4(r["config"])] for r in rs])) if kappa is not None else None
         table.setdefault(f"{p}/L={L}", {"placement": p, "depth": L, "per_dt": []})["per_dt"].append(
             {"dt": dt, "measured": meas, "predicted": pred, "within_2x": pr.within_factor(pred, meas, 2.0),
              "excess": k})
-    for row in table.values():
-        ref = min(row["per_dt"], key=lambda e: abs(math.log(e["dt"] / ref_dt)))
-        row.update({"ref_dt": ref["dt"], "predicted_max_lr": ref["predicted"],
-                    "measured_max_lr": ref["measured"]["estimate"], "measured_bracket": ref["measured"],
-                    "within_2x": ref["within_2x"]})
-    return table
+    return _at_reference_dt(table, ref_dt)
 
 
 def growth_boundary_accuracy(runs: list[dict], name: str, threshold: float, factor: float = 1.0,

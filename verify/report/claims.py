@@ -570,15 +570,7 @@ def atlas_parts(atlas: dict | None) -> list[Part]:
                       (f"S4 {acc:.3f} vs best baseline {best} {base[best]:.3f}" if best else "no baselines scored")
                       + ("" if beats else ": the criterion adds nothing over that baseline at this scale"),
                       {"s4": acc, "baselines": base}, scale, core=False))
-    rows = atlas.get("max_lr", {})
-    within = {k: bool(r.get("within_2x")) for k, r in rows.items()}
-    n_ok = sum(within.values())
-    parts.append(Part(names[2], "reproduced" if within and n_ok == len(within) else
-                      ("not reproduced" if within and n_ok == 0 else ("undecided" if within else "not tested")),
-                      f"{n_ok} of {len(within)} (placement, depth) cells within 2× at Δt = 1"
-                      + ("; misses: " + ", ".join(k for k, v in within.items() if not v) if n_ok < len(within) else ""),
-                      {k: {"predicted": r.get("predicted_max_lr"), "measured": r.get("measured_max_lr")}
-                       for k, r in rows.items()}, scale, core=False))
+    parts.append(_within_2x_part(names[2], atlas.get("max_lr", {}), scale))
     try:
         from verify.atlas import analysis
 
@@ -595,6 +587,18 @@ def atlas_parts(atlas: dict | None) -> list[Part]:
         parts.append(Part(names[3], "not tested", f"atlas runs lack what the swap needs ({exc})", core=False))
     parts.extend(atlas_growth_parts(atlas, scale))
     return parts
+
+
+def _within_2x_part(name: str, rows: dict, scale: str, extra: str = "") -> Part:
+    """K5: is a criterion's largest stable lr within 2× of the measured one in every (placement, depth) row."""
+    within = {k: bool(r.get("within_2x")) for k, r in rows.items()}
+    n_ok = sum(within.values())
+    return Part(name, "reproduced" if within and n_ok == len(within) else
+                ("not reproduced" if within and n_ok == 0 else ("undecided" if within else "not tested")),
+                f"{n_ok} of {len(within)} (placement, depth) cells within 2× at Δt = 1" + extra
+                + ("; misses: " + ", ".join(k for k, v in within.items() if not v) if n_ok < len(within) else ""),
+                {k: {"predicted": r.get("predicted_max_lr"), "measured": r.get("measured_max_lr")}
+                 for k, r in rows.items()}, scale, core=False)
 
 
 def atlas_growth_parts(atlas: dict, scale: str) -> list[Part]:
@@ -621,16 +625,9 @@ def atlas_growth_parts(atlas: dict, scale: str) -> list[Part]:
                   + ("" if beats else ": not a win — it ties or is not significantly better than a baseline"),
                   {"variant": gr["variant"], "accuracy": acc, "auc": auc, "variants_tried": tried,
                    "mcnemar": base, "cv": gr.get("selection", {}).get("variants")}, scale, core=False)]
-    rows = gr.get("max_lr", {})
-    within = {k: bool(r.get("within_2x")) for k, r in rows.items()}
-    n_ok = sum(within.values())
-    parts.append(Part(names[1], "reproduced" if within and n_ok == len(within) else
-                      ("not reproduced" if within and n_ok == 0 else ("undecided" if within else "not tested")),
-                      f"{n_ok} of {len(within)} (placement, depth) cells within 2× at Δt = 1 (S4: see above); over all "
-                      f"(placement, depth, Δt) {gr.get('max_lr_within_2x', math.nan):.1%}"
-                      + ("; misses: " + ", ".join(k for k, v in within.items() if not v) if n_ok < len(within) else ""),
-                      {k: {"predicted": r.get("predicted_max_lr"), "measured": r.get("measured_max_lr")}
-                       for k, r in rows.items()}, scale, core=False))
+    parts.append(_within_2x_part(names[1], gr.get("max_lr", {}), scale,
+                                 " (S4: see above); over all (placement, depth, Δt) "
+                                 f"{gr.get('max_lr_within_2x', math.nan):.1%}"))
     sw = gr.get("swapped", {})
     if "held_out_accuracy" in sw:
         wrong = float(sw["held_out_accuracy"])
