@@ -59,6 +59,15 @@ SWAP_BIN = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.
 NEG_CMP = {ast.Lt: ast.GtE, ast.LtE: ast.Gt, ast.Gt: ast.LtE, ast.GtE: ast.Lt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq}
 
 
+def _enter_scratch(scratch) -> None:
+    """In a forked child: work in the scratch copy, import from it first, and silence stdout/stderr."""
+    os.chdir(scratch)
+    sys.path.insert(0, str(scratch))
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+
+
 def _protected(tree: ast.AST) -> set[int]:
     """ids of nodes never mutated: docstrings, f-strings, __all__, raise statements, type annotations."""
     out: set[int] = set()
@@ -228,11 +237,7 @@ def _map_one(scratch: Path, test_file: str, out: Path) -> tuple[int, float]:
     if pid == 0:  # child
         rc = 3
         try:
-            os.chdir(scratch)
-            sys.path.insert(0, str(scratch))
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 1)
-            os.dup2(devnull, 2)
+            _enter_scratch(scratch)
             import coverage
             import pytest
 
@@ -357,11 +362,7 @@ def run_tests(scratch: Path, tests: list[str], timeout: float) -> tuple[str, flo
     pid = os.fork()
     if pid == 0:  # child
         try:
-            os.chdir(scratch)
-            sys.path.insert(0, str(scratch))
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 1)
-            os.dup2(devnull, 2)
+            _enter_scratch(scratch)
             import pytest
 
             # no:unraisableexception: its gc.collect() x5 at exit walks torch's heap (1.6 s of a 3 s mutant)
@@ -423,7 +424,10 @@ def main(argv=None) -> int:
     os.environ.pop("SWEEP_MODULES", None)  # the map is made over the whole sweep: no narrowing
     sys.dont_write_bytecode = True
     if not args.list:  # the heavy imports, once, before any fork
-        import coverage  # noqa: F401
+        try:
+            import coverage  # noqa: F401
+        except ImportError:
+            ap.exit(2, "mutation: error: the line -> tests map needs coverage: pip install -e '.[test,mutation]'\n")
         import hypothesis  # noqa: F401
         import mpmath  # noqa: F401
         import numpy  # noqa: F401
