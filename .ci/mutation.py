@@ -427,7 +427,7 @@ def main(argv=None) -> int:
         try:
             import coverage  # noqa: F401
         except ImportError:
-            ap.exit(2, "mutation: error: the line -> tests map needs coverage: pip install -e '.[test,mutation]'\n")
+            ap.exit(2, "mutation: error: the line -> tests map needs coverage: pip install -c constraints-cpu.txt -e '.[test,mutation]'\n")
         import hypothesis  # noqa: F401
         import mpmath  # noqa: F401
         import numpy  # noqa: F401
