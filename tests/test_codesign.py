@@ -89,6 +89,15 @@ def test_s3c_meta_gain_without_beta_fails(ctx):
                          parts=("peri",)))
 
 
+@pytest.mark.parametrize("seed", [1410480894, 2541017012])
+def test_s3c_meta_gain_without_beta_fails_soak_seeds(seed):
+    """Soak seeds whose drawn peri cases all had Δt = 1 or RMSNorm: the fixed LayerNorm case still catches it."""
+    ctx = Context(level="quick", seed=seed)
+    assert "(c) peri: (Δt, γ_out, β_out) = (1, Δtγ_out, Δtβ_out)" in \
+        _failed(check_s3(ctx, as_output_gain=lambda dt, g, b=0.0: (peri_dt_as_output_gain(dt, g, b)[0], b),
+                         parts=("peri",)))
+
+
 def test_s3_closed_forms_by_hand():
     """S3 formulas: ε/c², (Δt/α, ε/α²), λ/Δt², the objective, Δt|γ|√d, the σ-sup (ε-free) and its maximiser."""
     assert norm_scaled_input_eps(1e-4, 10.0) == pytest.approx(1e-6)

@@ -931,5 +931,13 @@ def check_s3(ctx: Context, *, absorbed_scale: Callable = pre_absorbed_output_sca
                 c_gain.identity(b_st(x0), a_st(x0), rtol=IDENTITY_RTOL, atol=IDENTITY_ATOL, case=desc)
 
         run_over(codesign_cases("peri", dev), one_peri, examples=ctx.examples(6, 30), seed=ctx.seed + 503)
+        # One fixed case on which every (c) identity can fail: LayerNorm with β ≠ 0 and Δt ≠ 1 on every step. The
+        # drawn cases need not contain one (hypothesis draws Δt = 10**0 = 1 first, RMSNorm has no β): the soak
+        # seeds 1410480894 and 2541017012 drew only such cases, and moving Δt into γ_out but not β_out passed.
+        one_peri(dict(cfg=StackConfig(d=6, n_blocks=2, placement="peri", n_heads=2, sublayers=("attn", "mlp"),
+                                      d_mlp=12, norm="layer", eps=1e-5, gamma=1.3, beta=0.3, activation="gelu",
+                                      causal=True, weight_scale=0.8, bias_std=0.2, dt=(0.3, 1.7, 0.05, 0.6),
+                                      device=dev),
+                      n_tokens=3, seed=12345, scale=1.2, mean=1.0, c=3.0))
     out = [a_map, a_obj, c_pre, b_map, b_dev, b_sup, b_wit, c_inv, c_norm, c_gain]
     return [x for x in out if x.cases]
