@@ -217,6 +217,20 @@ def test_x5_meta_distinct_tokens_have_query_key_gradients(ctx):
         checks.check_x5(ctx, token_spread=1e-3, examples=2))
 
 
+def test_x5_spread_reaches_attention_in_the_fixed_case_not_at_d2_layernorm():
+    """Why check_x5 carries a fixed case (soak seed 1969095304): at d = 2 a LayerNorm maps every row to ±(1, −1), so
+    pre/peri queries and keys ignore a token spread and the meta-test above had nothing to catch; at d = 8 the
+    spread 1e-3 gives ‖∇W_Q‖/‖∇W_V‖ ≫ ZERO_GRAD_ATOL."""
+    from verify.engine.zoo import StackConfig
+    fixed = StackConfig(d=8, n_blocks=2, placement="pre", n_heads=2, norm="layer", eps=1e-5, activation="gelu",
+                        causal=True, dt=0.5, qk_scale=1.0, bias_std=0.5)
+    g = checks.identical_token_grads(fixed, 5, 4, 20251203, token_spread=1e-3)
+    assert np.min(g["W_q"] / g["W_v"]) > 100 * checks.ZERO_GRAD_ATOL
+    flat = StackConfig(d=2, n_blocks=1, placement="pre", n_heads=1, norm="layer", eps=0.0)
+    g2 = checks.identical_token_grads(flat, 2, 4, 7, token_spread=1e-3)
+    assert np.max(g2["W_q"] / g2["W_v"]) < checks.ZERO_GRAD_ATOL
+
+
 def test_x5_meta_wrong_growth_exponent_fails(ctx):
     """(1 + β)^L instead of (1 + β²)^L misses the band."""
     def wrong(blocks, beta, mean_energy0=1.0):

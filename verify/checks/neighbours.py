@@ -710,6 +710,11 @@ def check_x5(ctx: Context, *, mean_energy=noci_mean_energy, token_cosine=noci_to
                                     n=n_tokens, d=cfg.d, blocks=cfg.n_blocks, matrix=k))
 
     run_over(_identical_token_cases(), one_zero, examples=examples or ctx.examples(8, 40), seed=ctx.seed + 1101)
+    # One fixed case in which a token spread reaches the attention scores, so that the identity can always fail: the
+    # drawn cases need not contain one (at d = 2 a LayerNorm maps every row to ±(1, −1)·γ + β, so pre-LN queries and
+    # keys stay identical whatever the spread; soak seed 1969095304 drew only such cases at examples = 2).
+    one_zero((StackConfig(d=8, n_blocks=2, placement="pre", n_heads=2, norm="layer", eps=1e-5, activation="gelu",
+                          causal=True, dt=0.5, qk_scale=1.0, bias_std=0.5), 5, 20251203))
 
     # Near-identical tokens: the gradients come back at second order in the spread ε (the rows of ∂ℓ/∂S sum to zero
     # and their entries are O(ε), and they multiply keys/queries that differ by O(ε)), so log-ratio vs log ε has
