@@ -216,6 +216,32 @@ def test_s2_water_filling_schedule_is_optimal(ctx):
     _assert_all_pass(check_s2(ctx))
 
 
+_TIE_LOG_W = [0.8404606621008739, np.inf, np.inf, np.inf, np.inf, -1.1377429641008914, -1.4156637733556332,
+              0.8404606621008739]
+
+
+@pytest.mark.parametrize("lw, tau", [(_TIE_LOG_W, 0.27792080925474205)]  # soak seed 925024579: τ within 1 ulp of D_2
+                         + [(_TIE_LOG_W + [0.3], k) for k in (1, 2, 3)])  # k: τ = D_{k+1} computed in float64
+def test_water_level_on_a_tie_matches_bisection(lw, tau):
+    """τ at a breakpoint D_m = Σ_{i<m}(log w_(m) − log w_(i)), where the active set changes: the water level is
+    found (soak seed 925024579 drew τ one ulp from D_2 and the old two-sided test raised 'water level not found')
+    and solves Σ(−log λ − log w)₊ = τ, checked by bisection on that sum directly."""
+    lw = np.array(lw, dtype=float)
+    fin = lw[np.isfinite(lw)]
+    if isinstance(tau, int):
+        srt = np.sort(fin)
+        tau = float(sum(srt[tau] - srt[i] for i in range(tau)))
+    loglam, active = water_level(lw, tau)
+    h = lambda ll: float(np.sum(np.maximum(-ll - fin, 0.0)))  # noqa: E731
+    lo, hi = -50.0, 50.0  # h decreasing in log λ
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if h(mid) > tau else (lo, mid)
+    assert loglam == pytest.approx(lo, abs=1e-12)
+    assert h(loglam) == pytest.approx(tau, rel=1e-12)
+    assert not np.any(active & ~np.isfinite(lw))
+
+
 def test_s2_meta_wrong_water_level_fails(ctx):
     """A water level 10% off (λ·1.1) loses optimality: scipy and the duality certificate disagree with it."""
     def wrong(c, ell, beta, tau):

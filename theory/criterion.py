@@ -755,7 +755,8 @@ def water_level(log_w, tau) -> tuple[float, np.ndarray]:
     """S2 — the water level λ with Σ_k (−log(λ w_k))₊ = τ, in log form; returns (log λ, active mask).
 
     Sort w ascending; with the m smallest active, log λ_m = −(τ + Σ_{i≤m} log w_(i))/m; the answer is the m with
-    λ_m w_(m) < 1 ≤ λ_m w_(m+1) (the left side is continuous and strictly decreasing in λ, so it is unique).
+    λ_m w_(m) < 1 ≤ λ_m w_(m+1) (the left side is continuous and strictly decreasing in λ, so it is unique), found
+    as the longest prefix with λ_m w_(m) < 1.
     ``log_w`` may hold +inf (an excluded step). Provenance: S2, our statement (paper claim K5).
     Domain: τ > 0, at least one finite log w, no NaN or −inf.
     """
@@ -768,14 +769,16 @@ def water_level(log_w, tau) -> tuple[float, np.ndarray]:
     srt = lw[order]
     n_fin = int(np.sum(finite))
     cums = np.cumsum(srt[:n_fin])
-    for m in range(1, n_fin + 1):
-        loglam = -(tau + cums[m - 1]) / m
-        nxt = srt[m] if m < n_fin else math.inf
-        if loglam + srt[m - 1] < 0 and loglam + nxt >= 0:
-            active = np.zeros(lw.shape, dtype=bool)
-            active[order[:m]] = True
-            return float(loglam), active
-    raise AssertionError("water level not found")  # pragma: no cover  (H is continuous and decreasing)
+    # Step (m) is active iff log λ_m + log w_(m) < 0, i.e. D_m = Σ_{i<m} (log w_(m) − log w_(i)) < τ; D_m is
+    # non-decreasing in m, so the active steps are a prefix: take the longest. (Testing also λ_m w_(m+1) ≥ 1 fails
+    # on a tie: when τ equals a D_m exactly, round-off can make both m and m + 1 look wrong; soak seed 925024579.)
+    m = 1  # D_1 = 0 < τ
+    while m < n_fin and -(tau + cums[m]) / (m + 1) + srt[m] < 0:
+        m += 1
+    loglam = -(tau + cums[m - 1]) / m
+    active = np.zeros(lw.shape, dtype=bool)
+    active[order[:m]] = True
+    return float(loglam), active
 
 
 def _fill(ell: np.ndarray, log_w: np.ndarray, tau: float) -> tuple[np.ndarray, float]:
