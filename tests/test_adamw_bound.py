@@ -253,3 +253,26 @@ def test_window_api_bad_input():
     peri, pinit, phist, plrs, _ = chk.trained_logged("peri", 10)
     with pytest.raises(ValueError, match="pre-LN"):
         traj.window_envelope_ratio([(0, pinit)] + phist, peri, plrs, 0.1, tokens=x)
+
+
+def test_ledger_window_part_reads_the_field_and_can_fail():
+    """The K3 ledger part for F9b: reproduced only when w = 10 meets 0.01 on every seed and nothing was violated;
+    a violated envelope or a short window is 'not reproduced'; the committed figure is read."""
+    import json
+    from pathlib import Path
+
+    from verify.report import claims as cl
+
+    def fig(r10, violated=False):
+        return {"seeds": [0, 1], "runs": [
+            {"key": "pre", "seed": s, "placement": "pre", "adamw_window_envelope_ratio": {"1": 0.05, "10": r, "300": 1e-4},
+             "adamw_window": {"never_violated": not violated}} for s, r in ((0, 0.02), (1, r10))]}
+
+    assert cl.window_goal_part(fig(0.03)).verdict == "reproduced"
+    assert cl.window_goal_part(fig(0.009)).verdict == "not reproduced"
+    assert cl.window_goal_part(fig(0.03, violated=True)).verdict == "not reproduced"
+    assert cl.window_goal_part(None).verdict == "not tested"
+    path = Path(__file__).resolve().parents[1] / "figures" / "k7_moments.json"
+    if path.is_file():
+        part = cl.window_goal_part(json.loads(path.read_text()))
+        assert part.verdict in ("reproduced", "not reproduced") and "10" in part.numbers["worst_ratio_by_window"]
