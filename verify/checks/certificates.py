@@ -290,10 +290,11 @@ def check_f9(ctx: Context, update_bound=adam_update_bound, decay_exponent: float
                   evidence="independent", instances="witness")
     t_bw = Tally("F9", "F9b witness: the windowed bound from every checkpoint t₀ is attained by the sign pattern",
                  "witness", f"ratio ≥ {WITNESS_THRESHOLD}", evidence="independent", instances="witness")
-    t_bdev = Tally("F9", "F9b trained GPTs: max|W_t − P_{t₀,t}W_{t₀}| ≤ S_{t₀,t}, every step, w ∈ "
-                   f"{set(F9B_WINDOWS)}", "inequality", tol, evidence="independent", instances="trained")
+    wins = "{" + ", ".join(map(str, F9B_WINDOWS)) + "}"
+    t_bdev = Tally("F9", f"F9b trained GPTs: max|W_t − P_{{t₀,t}}W_{{t₀}}| ≤ S_{{t₀,t}}, every step, w ∈ {wins}",
+                   "inequality", tol, evidence="independent", instances="trained")
     t_benv = Tally("F9", "F9b trained pre-LN GPTs: max‖x_k‖ ≤ windowed envelope from the last checkpoint, every "
-                   f"step, w ∈ {set(F9B_WINDOWS)}", "inequality", tol, evidence="independent", instances="trained")
+                   f"step, w ∈ {wins}", "inequality", tol, evidence="independent", instances="trained")
     rng = np.random.default_rng(ctx.seed % 2**32)
     for beta1, beta2 in ((0.9, 0.95), (0.9, 0.999), (0.5, 0.9)):
         n_t = 60
