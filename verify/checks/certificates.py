@@ -12,6 +12,10 @@ geometric witness) and on tiny GPTs trained with every state logged; the update 
 norm weight bounds and the pre-LN hidden-state envelope must hold at every step; the witness stream must attain
 the update bound and the scalar weight bound (ratio ≥ 1 − 1e-9), which a wrong exponent (1−ηλ)^{t/2} or a 10%
 smaller constant cannot.
+F9 (d): a rank-one sign-pattern stream on a matrix attains the spectral weight bound (torch AdamW; at ε = 1e-8 to
+within the δ = max ε/(√v̂+ε) derived from the stream). F9b: the bound restarted at checkpoints t₀ (windows
+w ∈ F9B_WINDOWS) holds entrywise and as a pre-LN envelope at every step of the tiny GPTs, and the sign pattern attains
+it from every t₀; meta: decaying W_{t₀} from step 1 is violated, no decay in the window is not attained.
 
 Tolerances: every comparison is float64 arithmetic on measured quantities (norms, SVDs of ≤ 256² matrices,
 sums of ≤ 10³ terms): relative round-off ≲ 1e-12; ROUNDOFF_RTOL = 1e-9 keeps 10³ headroom while a real
