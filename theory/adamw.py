@@ -260,9 +260,15 @@ def adam_sign_pattern_stream(n_steps: int, row_signs, col_signs, beta1: float = 
     pattern with ‖u_s‖₂ = √(mn)·C_s = √(mn)·max|u_s|: ‖E‖₂ ≤ √(mn)·max|E| is attained at every step, and with
     W_0 = −a·s tᵀ/√(mn) AdamW's ‖W_T‖₂ equals (b)'s P_T a + √(mn)S_T. Domain: signs are non-empty 1-d ±1 arrays.
     """
-    rs, cs = np.asarray(row_signs, dtype=float), np.asarray(col_signs, dtype=float)
-    for name, v in (("row_signs", rs), ("col_signs", cs)):
-        if v.ndim != 1 or v.size < 1 or not np.all(np.abs(v) == 1):
+    signs = []
+    for name, v in (("row_signs", row_signs), ("col_signs", col_signs)):
+        try:
+            a = np.asarray(v, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name} must be a non-empty 1-d array of ±1, got {v!r}") from exc
+        if a.ndim != 1 or a.size < 1 or not np.all(np.abs(a) == 1):
             raise ValueError(f"{name} must be a non-empty 1-d array of ±1, got {v!r}")
+        signs.append(a)
+    rs, cs = signs
     g = adam_witness_stream(n_steps, beta1, beta2, scale)
     return g[:, None, None] * np.outer(rs, cs)[None]
