@@ -248,6 +248,12 @@ def test_window_api_bad_input():
         traj.window_envelope_ratio(states[:-1], model, lrs, 0.1, tokens=x)
     with pytest.raises(ValueError, match="tokens"):
         traj.window_envelope_ratio(states, model, lrs, 0.1)
+    with pytest.raises(ValueError, match="lr"):
+        traj.window_envelope_ratio(states, model, 1e-3, 0.1, tokens=x)
+    with pytest.raises(ValueError, match="weight_decay"):
+        traj.window_envelopes({0: traj.norm_summary(init, model)}, model, lrs, "0.1", windows=(1,))
+    with pytest.raises(ValueError, match="weight_decay"):
+        traj.window_deviation_ratios(states, model, lrs, -1.0)
     with pytest.raises(ValueError, match="summaries"):
         traj.window_envelopes({0: traj.norm_summary(init, model)}, model, lrs, 0.1, windows=(1,))
     peri, pinit, phist, plrs, _ = chk.trained_logged("peri", 10)

@@ -134,7 +134,16 @@ def envelope_from_summary(summary: Mapping, model: GPT, bounds: Mapping[str, tup
 def _schedule(lr, n_steps: int | None) -> np.ndarray:
     from verify.training.certificates import _lr_schedule
 
+    if n_steps is None and (isinstance(lr, (int, float, str)) or lr is None):
+        raise ValueError(f"lr must be the per-step schedule η_1..η_T (a sequence, one per step), got {lr!r}")
     return _lr_schedule(lr, n_steps)
+
+
+def _weight_decay(weight_decay) -> float:
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not math.isfinite(
+            weight_decay) or weight_decay < 0:
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+    return float(weight_decay)
 
 
 def _windows(windows) -> list[int]:
@@ -163,9 +172,7 @@ def window_envelopes(summaries: Mapping[int, Mapping], model: GPT, lr, weight_de
     _check_pre(model)
     eta = _schedule(lr, None)
     T = eta.size
-    lam = float(weight_decay)
-    if isinstance(weight_decay, bool) or not math.isfinite(lam) or lam < 0:
-        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+    lam = _weight_decay(weight_decay)
     from verify.training.certificates import _check_betas
 
     b1, b2 = _check_betas(betas)
@@ -253,6 +260,7 @@ def window_deviation_ratios(states: Sequence[tuple[int, Mapping[str, torch.Tenso
 
     b1, b2 = _check_betas(betas)
     eta = _schedule(lr, None)
+    weight_decay = _weight_decay(weight_decay)
     T = eta.size
     st = {int(t): s for t, s in states}
     if sorted(st) != list(range(T + 1)):
