@@ -79,6 +79,7 @@ VALID = {
     "w_o": np.array([[0.9, 0.1], [0.3, 0.8]]),
     # adamw (F9), certificates (F8), gallery (X7–X14), predictive (S4)
     "t": 5, "lrs": (1e-3, 2e-3, 4e-3), "w0_norm": 2.0, "size": 64, "gains": (1.2, 0.9, 1.1),
+    "t0": 1, "w_t0_norm": 2.0, "row_signs": (1.0, -1.0), "col_signs": (1.0, 1.0, -1.0),  # F9b, F9 (d)
     "p_norms": (1.0, 0.8, 0.7, 0.5), "depth": 6, "layer": 3, "cap": 30.0, "x_energy": 5.0, "mixed_energy": 4.0,
     "post_weights": (0.5, 0.7), "stream_width": 2, "matrices": (np.full((2, 2), 0.5), np.eye(2)),
     "logits": np.array([[0.1, -0.2], [0.3, 0.0]]), "design": "ngpt", "scores": (0.1, 0.5, 0.9, 0.3),
@@ -146,6 +147,7 @@ NONNEGATIVE = {
     "backward_rate", "lipschitz", "w_p", "activation_adjoint", "upper_gains", "backward_rates", "branch_moments",
     "b1_var", "b2_var", "bo_var", "grad_residual", "bias_norm", "a", "c", "ell", "r", "m", "b", "rho", "q",
     "w0_norm", "gains", "p_norms", "layer", "x_energy", "mixed_energy", "x0_energy", "excess",
+    "t0", "w_t0_norm",
 }
 # (parameter, bad-value label) pairs the domain admits, with the reason
 ACCEPTS = {

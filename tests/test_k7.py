@@ -61,6 +61,8 @@ def _schema(fig: dict, min_blocks: int, min_d: int) -> None:
 def test_k7_smoke_data_has_the_schema_the_ledger_reads(k7_fast):
     fig, _ = k7_fast
     _schema(fig, 2, 16)
+    pre = [r for r in fig["runs"] if r["key"] == "pre"]
+    assert pre and all(r["adamw_window"]["never_violated"] and "1" in r["adamw_window_envelope_ratio"] for r in pre)
     parts = cl.claim_k7({}, {"k7_moments": fig})
     assert all(p.verdict in ("reproduced", "not reproduced", "undecided", "partly", "not tested") for p in parts)
     assert next(p for p in parts if "growth law" in p.name).numbers  # the ledger read growth_fit
@@ -104,6 +106,7 @@ def test_k7_cache_returns_the_runs_without_training_and_data_is_deterministic(k7
         raise AssertionError("trained although every run is cached")
 
     monkeypatch.setattr(k7, "train_group", boom)
+    monkeypatch.setattr(k7, "train_windows", boom)  # the F9b windows are cached too
     # the cache stores records with sorted keys: compare canonical JSON
     again = json.dumps(k7.data("cpu", fast=True, seed=0, workers=1, cache=True), sort_keys=True)
     want = json.dumps(fig, sort_keys=True)
@@ -218,3 +221,11 @@ def test_committed_k7_figure_is_at_depth_with_seeds_and_a_growth_fit():
     assert all(r["monitor"][-1]["mean_abs"][-1] > 10 * r["monitor"][0]["mean_abs"][-1] for r in pre)
     assert all("certificate_ratio" in r and max(r["certificate_ratio"]) <= 1 + 1e-6 for r in fig["runs"])
     assert all(len(r["adamw_envelope_ratio"]) == r["model"]["n_steps"] + 1 for r in pre)
+    # F9b: the windowed envelope, evaluated at every training step for each window, never below the measurement;
+    # its ratios shrink as the window grows (a longer window is a weaker premise); w = steps is F9 (c)
+    for r in pre:
+        win = r["adamw_window_envelope_ratio"]
+        assert r["adamw_window"]["never_violated"] and r["adamw_window"]["steps"] == r["model"]["steps"]
+        ws = sorted((w for w in win if w != "zero"), key=int)
+        assert all(0 < win[b] <= win[a] * (1 + 1e-12) <= 1 for a, b in zip(ws, ws[1:]))
+        assert win[ws[0]] <= win["zero"] * (1 + 1e-12)

@@ -27,6 +27,19 @@ Statement (F9).
                  step t, and ‖x_{0,i}‖ at the (b) bounds of the embedding rows: an envelope for every step t
                  of training that depends on (W_0, η, λ, β₁, β₂, t) only — never on the data or the gradients.
 
+  (d) optimality: (b) is attained in spectral norm — W_0 = −a·s tᵀ/√(mn) (a ≥ 0, s ∈ {±1}^m, t ∈ {±1}^n) and
+                 the gradient stream g_s = c·(β₂/β₁)^{s−1}·s tᵀ (``adam_sign_pattern_stream``) give, at ε = 0,
+                 u_s = C_s·s tᵀ and W_T = −(P_T a/√(mn) + S_T)·s tᵀ, so ‖W_T‖₂ = P_T‖W_0‖₂ + √(mn)·S_T exactly.
+
+Statement (F9b, windowed / online). For a checkpoint at step t₀ ≥ 0 and every t₀ < t ≤ T,
+    |W_t − P_{t₀,t}W_{t₀}| ≤ S_{t₀,t} entrywise,  ‖W_t‖ ≤ P_{t₀,t}‖W_{t₀}‖ + √(mn)·S_{t₀,t},
+with P_{t₀,t} = ∏_{t₀<s≤t}(1 − η_sλ) and S_{t₀,t} = Σ_{t₀<s≤t} η_sC_s·P_{t₀,t}/P_{t₀,s} (C_s at the *global* step s,
+``adamw_window_factors``): (b) restarted at t₀. It needs nothing of the optimiser state at t₀ — (a) holds for every
+gradient history g_1..g_s, in particular for whatever history produced the moments at t₀ (it does *not* hold for
+an arbitrary (m, v) that Adam cannot reach from m_0 = v_0 = 0, e.g. edited or foreign state; an optimiser re-created
+at t₀ is covered too, because C_s is non-decreasing in s). Fed into F3's chain as in (c) it is a hidden-state
+envelope from t₀ to t that uses only the measured weights at t₀ and the schedule: an online monitor.
+
 Equality: (a) by the witness stream; (b) for a scalar (or a rank-one sign pattern) with W_0 of the sign
 opposite to the saturated update, so every step adds η_tC_t to |W|; the √(mn) is attained by W_0 = 0 and
 u_t = C_t·s tᵀ with sign vectors s, t (‖s tᵀ‖₂ = √(mn)).
@@ -55,6 +68,10 @@ __all__ = [
     "adamw_decay_products",
     "adamw_deviation_bound",
     "adamw_norm_bound",
+    "adamw_window_factors",
+    "adamw_window_norm_bound",
+    "adam_sign_pattern_stream",
+    "WINDOW_DECAYS",
 ]
 
 
@@ -181,3 +198,77 @@ def adamw_norm_bound(w0_norm, lrs, weight_decay, size: int, beta1: float = 0.9, 
     s = adamw_deviation_bound(lrs, weight_decay, beta1, beta2, decay_exponent, update_bound)
     shape = (p.size,) + (1,) * w0.ndim
     return p.reshape(shape) * w0 + math.sqrt(size) * s.reshape(shape)
+
+
+WINDOW_DECAYS = ("restarted", "global", "none")
+
+
+def adamw_window_factors(lrs, weight_decay, t0: int, beta1: float = 0.9, beta2: float = 0.95,
+                         update_bound=adam_update_bound, decay: str = "restarted") -> tuple[np.ndarray, np.ndarray]:
+    """F9b — (P_{t₀,t}, S_{t₀,t}) for t = t₀..T, for ``lrs`` = the whole schedule (η_1, …, η_T) and a checkpoint t₀.
+
+    P_{t₀,t} = ∏_{t₀<s≤t}(1 − η_sλ), S_{t₀,t} = (1 − η_tλ)S_{t₀,t−1} + η_tC_t, S_{t₀,t₀} = 0, with C_t at the global
+    step t (Adam's bias corrections count from step 1 whatever t₀ is). Then |W_t − P_{t₀,t}W_{t₀}| ≤ S_{t₀,t}.
+    Proof: E_t = W_t − P_{t₀,t}W_{t₀} satisfies E_t = (1 − η_tλ)E_{t−1} − η_tu_t, E_{t₀} = 0, and |u_t| ≤ C_t by (a)
+    for every gradient history (the one before t₀ included). t₀ = 0 gives (b)'s P_t, S_t.
+
+    ``decay`` exists for the meta-tests only: "restarted" is the theorem; "global" multiplies W_{t₀} by the
+    product from step 1 (P_t instead of P_{t₀,t}: too small, violated by the sign-pattern witness); "none" drops
+    the decay from the window (P ≡ 1 and S = Σ η_sC_s: a valid but larger bound, which the witness does not attain).
+    Domain: t₀ an integer in [0, T − 1]; the rest as ``adamw_deviation_bound``; ValueError naming the parameter.
+    """
+    eta, lam = _lrs(lrs, weight_decay)
+    require_int("t0", t0, 0)
+    if t0 >= eta.size:
+        raise ValueError(f"t0 must be < len(lrs) = {eta.size} (a window needs at least one step), got {t0!r}")
+    if decay not in WINDOW_DECAYS:
+        raise ValueError(f"decay must be one of {WINDOW_DECAYS}, got {decay!r}")
+    c = np.asarray(update_bound(np.arange(t0 + 1, eta.size + 1), beta1, beta2), dtype=float)
+    rho = 1.0 - eta[t0:] * lam
+    if decay == "none":
+        rho = np.ones_like(rho)
+    p = np.concatenate([[1.0], np.cumprod(rho)])
+    s = np.zeros(p.size)
+    for i in range(rho.size):
+        s[i + 1] = rho[i] * s[i] + eta[t0 + i] * c[i]
+    if decay == "global":
+        p = p * float(np.prod(1.0 - eta[:t0] * lam))
+    return p, s
+
+
+def adamw_window_norm_bound(w_t0_norm, lrs, weight_decay, size: int, t0: int, beta1: float = 0.9,
+                            beta2: float = 0.95, update_bound=adam_update_bound, decay: str = "restarted") -> np.ndarray:
+    """F9b — ‖W_t‖ ≤ P_{t₀,t}‖W_{t₀}‖ + √size·S_{t₀,t} for t = t₀..T (shape (T − t₀ + 1, *shape of w_t0_norm)).
+
+    ``w_t0_norm``: the norm of the weights measured at the checkpoint t₀ (≥ 0; an array broadcasts); ``size`` as in
+    ``adamw_norm_bound`` (mn for a matrix, m for a vector's 2-norm, 1 for an ∞-norm).
+    """
+    require_int("size", size, 1)
+    w0 = as_float_array("w_t0_norm", w_t0_norm)
+    if not np.all(np.isfinite(w0)) or not np.all(w0 >= 0):
+        raise ValueError("w_t0_norm must be finite and >= 0")
+    p, s = adamw_window_factors(lrs, weight_decay, t0, beta1, beta2, update_bound, decay)
+    shape = (p.size,) + (1,) * w0.ndim
+    return p.reshape(shape) * w0 + math.sqrt(size) * s.reshape(shape)
+
+
+def adam_sign_pattern_stream(n_steps: int, row_signs, col_signs, beta1: float = 0.9, beta2: float = 0.95,
+                             scale: float = 1.0) -> np.ndarray:
+    """F9 (d) — the matrix gradient stream g_s = scale·(β₂/β₁)^{s−1}·s tᵀ, shape (n_steps, m, n).
+
+    Every entry is (±) the witness stream of (a), so at ε = 0 Adam's update is u_s = C_s·s tᵀ, a rank-one sign
+    pattern with ‖u_s‖₂ = √(mn)·C_s = √(mn)·max|u_s|: ‖E‖₂ ≤ √(mn)·max|E| is attained at every step, and with
+    W_0 = −a·s tᵀ/√(mn) AdamW's ‖W_T‖₂ equals (b)'s P_T a + √(mn)S_T. Domain: signs are non-empty 1-d ±1 arrays.
+    """
+    signs = []
+    for name, v in (("row_signs", row_signs), ("col_signs", col_signs)):
+        try:
+            a = np.asarray(v, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name} must be a non-empty 1-d array of ±1, got {v!r}") from exc
+        if a.ndim != 1 or a.size < 1 or not np.all(np.abs(a) == 1):
+            raise ValueError(f"{name} must be a non-empty 1-d array of ±1, got {v!r}")
+        signs.append(a)
+    rs, cs = signs
+    g = adam_witness_stream(n_steps, beta1, beta2, scale)
+    return g[:, None, None] * np.outer(rs, cs)[None]

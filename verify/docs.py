@@ -53,7 +53,8 @@ proved in its chapter:
   grow fastest (peri Δt = 1 ends level with it), post (not peri Δt = 0.1) is the most controlled, and every
   placement's growth in depth is fitted better by a line than an exponential (figures-3-5.md).
 - **F8/F9** (new, issue 8): a-posteriori certificates from each trained model's own weights are within 1.5× of the
-  measured last hidden state; the AdamW-trajectory envelope F9 is ≈ 10⁴× loose (the √(mn)·max|E| step).
+  measured last hidden state; the AdamW-trajectory envelope F9 is ≈ 10⁴× loose (the √(mn)·max|E| step); restarted
+  at checkpoints every ≤ 10 steps (F9b) it is within 100× at every training step.
 - **S4** (new, issue 9): the criterion's held-out accuracy on the divergence atlas is 0.97, but a single lr
   threshold ties it and it ignores the placement (atlas.md).
 - **X1/X2/X3/X6** Xiong's gradient ratio is the d → ∞ limit (8 % off at d = 16); Admin's ∝ N law holds for N ≪ d;

@@ -12,6 +12,10 @@ geometric witness) and on tiny GPTs trained with every state logged; the update 
 norm weight bounds and the pre-LN hidden-state envelope must hold at every step; the witness stream must attain
 the update bound and the scalar weight bound (ratio ≥ 1 − 1e-9), which a wrong exponent (1−ηλ)^{t/2} or a 10%
 smaller constant cannot.
+F9 (d): a rank-one sign-pattern stream on a matrix attains the spectral weight bound (torch AdamW; at ε = 1e-8 to
+within the δ = max ε/(√v̂+ε) derived from the stream). F9b: the bound restarted at checkpoints t₀ (windows
+w ∈ F9B_WINDOWS) holds entrywise and as a pre-LN envelope at every step of the tiny GPTs, and the sign pattern attains
+it from every t₀; meta: decaying W_{t₀} from step 1 is violated, no decay in the window is not attained.
 
 Tolerances: every comparison is float64 arithmetic on measured quantities (norms, SVDs of ≤ 256² matrices,
 sums of ≤ 10³ terms): relative round-off ≲ 1e-12; ROUNDOFF_RTOL = 1e-9 keeps 10³ headroom while a real
@@ -24,7 +28,13 @@ import functools
 import numpy as np
 import torch
 
-from theory.adamw import adam_update_bound, adam_witness_stream, adamw_norm_bound
+from theory.adamw import (
+    adam_sign_pattern_stream,
+    adam_update_bound,
+    adam_witness_stream,
+    adamw_norm_bound,
+    adamw_window_norm_bound,
+)
 from theory.certificates import forward_chain, gradient_chain
 from verify.checks.record import Tally
 from verify.checks.registry import Context, register
@@ -212,6 +222,36 @@ def adamw_scalar_run(grads: np.ndarray, w0: float, lr: float, lam: float, beta1:
     return np.array(out)
 
 
+def adamw_matrix_run(grads: np.ndarray, w0: np.ndarray, lr: float, lam: float, beta1: float, beta2: float,
+                     eps: float = 0.0) -> np.ndarray:
+    """‖W_t‖₂ (numpy SVD), t = 0..T, of a matrix trained by torch.optim.AdamW on the stream ``grads`` (T, m, n)."""
+    w = torch.nn.Parameter(torch.as_tensor(w0, dtype=torch.float64).clone())
+    opt = torch.optim.AdamW([w], lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=lam, foreach=False)
+    out = [np.linalg.norm(w0, 2)]
+    for g in grads:
+        w.grad = torch.as_tensor(g, dtype=torch.float64)
+        opt.step()
+        out.append(np.linalg.norm(w.detach().numpy(), 2))
+    return np.array(out)
+
+
+def eps_witness_threshold(grads: np.ndarray, beta1: float, beta2: float, eps: float) -> float:
+    """The ratio an ε > 0 run of the sign-pattern witness must reach: u_s = C_s·√v̂_s/(√v̂_s + ε) entrywise, so
+    ‖W_t‖₂ ≥ (1 − δ)·bound with δ = max_s ε/(√v̂_s + ε) (v̂ from the stream by the recursion, in numpy), less the
+    round-off allowance of WITNESS_THRESHOLD."""
+    g = np.abs(np.asarray(grads, dtype=float).reshape(len(grads), -1)[:, 0])
+    v, delta = 0.0, 0.0
+    for t, gt in enumerate(g, start=1):
+        v = beta2 * v + (1 - beta2) * gt * gt
+        root = np.sqrt(v / (1 - beta2 ** t))
+        delta = max(delta, eps / (root + eps))
+    return WITNESS_THRESHOLD - delta
+
+
+# F9b windows on the tiny GPTs (40 steps): one step, a quarter of the run, the whole run (= F9 (c) from t₀ = 0)
+F9B_WINDOWS = (1, 10, 40)
+
+
 def _streams(rng, t: int, n: int) -> np.ndarray:
     gauss = rng.normal(size=(t, n))
     heavy = rng.standard_cauchy(size=(t, n))
@@ -229,7 +269,11 @@ def _streams(rng, t: int, n: int) -> np.ndarray:
           theory=("theory.adamw.adam_update_bound", "theory.adamw.adamw_deviation_bound",
                   "theory.adamw.adamw_norm_bound"),
           tests=("tests/test_adamw_bound.py",))
-def check_f9(ctx: Context, update_bound=adam_update_bound, decay_exponent: float = 1.0) -> list[Tally]:
+def check_f9(ctx: Context, update_bound=adam_update_bound, decay_exponent: float = 1.0,
+             window_decay: str = "restarted") -> list[Tally]:
+    """F9 (a)–(d) and F9b. ``update_bound``, ``decay_exponent`` and ``window_decay`` ("global": W_{t₀} decayed by
+    the product from step 1; "none": no decay in the window) are injectable for the meta-tests only."""
+    from verify.training import adamw_trajectory as traj
     from verify.training import certificates as cert
 
     tol = f"float64 round-off, rtol {ROUNDOFF_RTOL:g}"
@@ -245,9 +289,41 @@ def check_f9(ctx: Context, update_bound=adam_update_bound, decay_exponent: float
                    evidence="independent", instances="trained")
     t_env = Tally("F9", "trained pre-LN GPTs: max‖x_k‖ ≤ F3 chain at the F9 bounds, every logged step",
                   "inequality", tol, evidence="independent", instances="trained")
+    t_opt = Tally("F9", "F9 (d) witness: rank-one sign-pattern stream, torch AdamW's ‖W_t‖₂ = P_t‖W_0‖₂ + √(mn)S_t",
+                  "witness", f"ratio ≥ {WITNESS_THRESHOLD} (ε = 0); ≥ 1 − max ε/(√v̂+ε) − 1e-9 (ε = 1e-8)",
+                  evidence="independent", instances="witness")
+    t_bw = Tally("F9", "F9b witness: the windowed bound from every checkpoint t₀ is attained by the sign pattern",
+                 "witness", f"ratio ≥ {WITNESS_THRESHOLD}", evidence="independent", instances="witness")
+    wins = "{" + ", ".join(map(str, F9B_WINDOWS)) + "}"
+    t_bdev = Tally("F9", f"F9b trained GPTs: max|W_t − P_{{t₀,t}}W_{{t₀}}| ≤ S_{{t₀,t}}, every step, w ∈ {wins}",
+                   "inequality", tol, evidence="independent", instances="trained")
+    t_benv = Tally("F9", "F9b trained pre-LN GPTs: max‖x_k‖ ≤ windowed envelope from the last checkpoint, every "
+                   f"step, w ∈ {wins}", "inequality", tol, evidence="independent", instances="trained")
     rng = np.random.default_rng(ctx.seed % 2**32)
     for beta1, beta2 in ((0.9, 0.95), (0.9, 0.999), (0.5, 0.9)):
         n_t = 60
+        # (d) and F9b on a matrix: W_0 = −a·s tᵀ/√(mn), g_s ∝ (β₂/β₁)^s·s tᵀ (m, n = 4, 6)
+        sr, sc = rng.choice([-1.0, 1.0], 4), rng.choice([-1.0, 1.0], 6)
+        gm = adam_sign_pattern_stream(n_t, sr, sc, beta1, beta2, scale=1e-3)
+        w0m = -0.5 * np.outer(sr, sc) / np.sqrt(sr.size * sc.size)
+        for lr, lam in ((1e-2, 0.1), (3e-3, 1.0)):
+            lrs_m = np.full(n_t, lr)
+            bm = adamw_norm_bound(0.5, lrs_m, lam, sr.size * sc.size, beta1, beta2, decay_exponent=decay_exponent,
+                                  update_bound=update_bound)
+            case = {"betas": (beta1, beta2), "lr": lr, "lam": lam}
+            for eps in (0.0, 1e-8):
+                wm = adamw_matrix_run(gm, w0m, lr, lam, beta1, beta2, eps)
+                t_opt.inequality(wm, bm, rtol=ROUNDOFF_RTOL, case={**case, "eps": eps})
+                thr = WITNESS_THRESHOLD if eps == 0 else eps_witness_threshold(gm, beta1, beta2, eps)
+                t_opt.witness(np.min(wm[1:] / bm[1:]), threshold=thr)
+                if eps == 0:
+                    w_exact = wm
+            wm = w_exact
+            for t0 in (0, 7, 30):
+                bw = adamw_window_norm_bound(wm[t0], lrs_m, lam, sr.size * sc.size, t0, beta1, beta2,
+                                             update_bound=update_bound, decay=window_decay)
+                t_bw.inequality(wm[t0:], bw, rtol=ROUNDOFF_RTOL, case={**case, "t0": t0})
+                t_bw.witness(np.min(wm[t0 + 1:] / bw[1:]), threshold=WITNESS_THRESHOLD)
         c = np.asarray(update_bound(np.arange(1, n_t + 1), beta1, beta2), dtype=float)
         for eps in (0.0, 1e-8):
             u = adam_updates(_streams(rng, n_t, ctx.examples(8, 32)), beta1, beta2, eps)
@@ -271,6 +347,21 @@ def check_f9(ctx: Context, update_bound=adam_update_bound, decay_exponent: float
                                           history=hist[:-1], update_bound=update_bound,
                                           decay_exponent=decay_exponent)
             case = {"placement": placement, "seed": seed}
+            states = [(0, init)] + hist
+            dv = traj.window_deviation_ratios(states, model, lrs, TRAIN["weight_decay"], (0.9, 0.95), F9B_WINDOWS,
+                                              update_bound=update_bound, decay=window_decay)
+            for w, v in dv.items():
+                t_bdev.inequality(v["ratio"], np.ones_like(v["ratio"]), rtol=ROUNDOFF_RTOL, case={**case, "w": w})
+            window = {}
+            if placement == "pre":
+                wr = traj.window_envelope_ratio(states, model, lrs, TRAIN["weight_decay"], (0.9, 0.95), F9B_WINDOWS,
+                                                tokens=x, update_bound=update_bound, decay=window_decay)
+                for w in F9B_WINDOWS:
+                    v = wr["windows"][w]
+                    t_benv.inequality(wr["measured"], v["bound"], rtol=ROUNDOFF_RTOL, case={**case, "w": w})
+                window = {"window_ratio_last_min": {str(w): wr["windows"][w]["ratio_last_min"]
+                                                    for w in (*F9B_WINDOWS, "zero")},
+                          "window_deviation_max": {str(w): float(dv[w]["ratio"].max()) for w in F9B_WINDOWS}}
             ones = np.ones(len(r["steps_checked"]))
             t_dev.inequality(r["deviation_ratio_max"], ones, rtol=ROUNDOFF_RTOL, case=case)
             t_norm.inequality(r["norm_ratio_max"], ones, rtol=ROUNDOFF_RTOL, case=case)
@@ -284,6 +375,8 @@ def check_f9(ctx: Context, update_bound=adam_update_bound, decay_exponent: float
                                               "envelope_ratio_last": r["ratio_last"][-1] if r["ratio_last"] else None,
                                               "f3_ratio_last": r["f3_ratio_last"],
                                               "spectral_use_median": float(np.median(
-                                                  [v["spectral_use"] for v in r["tensors_last"].values()]))}
+                                                  [v["spectral_use"] for v in r["tensors_last"].values()])),
+                                              **window}
     t_env.note(tightness=summary)
-    return [t_upd, t_wu, t_ww, t_dev, t_norm, t_env]
+    t_benv.note(tightness={k: v for k, v in summary.items() if k.startswith("pre/")})
+    return [t_upd, t_wu, t_ww, t_dev, t_norm, t_env, t_opt, t_bw, t_bdev, t_benv]

@@ -518,6 +518,87 @@ def ablation_summary(runs: list[dict], reference: list[dict], others: dict[str, 
     return out
 
 
+# ---- F9b: the windowed AdamW envelope on the pre runs ---------------------------------------------------------------
+# Windows w (optimiser steps between checkpoints) at which the online envelope is evaluated; w ≥ steps from t₀ = 0
+# is F9 (c). Kept in their own cache (figures/runs/k7_<preset>_<model>_pre_f9b.json): they need every step's weights,
+# so the pre runs of the tuned λ are trained once more with a per-step callback (same seeds, batches, schedule).
+F9B_WINDOWS = (1, 5, 10, 20, 50, 100, 300)
+F9B_VERSION = 1  # bump when what a windowed record holds changes
+
+
+def _instance_state(m, i: int) -> dict:
+    """Instance i's parameters of a BatchedGPT under the standalone GPT's names (as ``BatchedGPT.instance``)."""
+    return {n: (p[i] if n in ("wte", "wpe", "head", "head_b") else p[i:i + 1]).detach().clone()
+            for n, p in m.named_parameters()}
+
+
+def train_windows(group: dict, spec: dict, corpus_path, corpus_bytes, instances: list[dict]) -> list[dict]:
+    """Train the pre ``instances`` as one BatchedGPT (the K7 recipe) and evaluate, at every step t, F9b's envelope
+    from the last checkpoint t₀ = w·⌊(t − 1)/w⌋ for each w of F9B_WINDOWS against the measured max row norm on the
+    probe batch F9 (c) uses (float64). One record per instance: per w the last layer's measured/bound at every
+    step, its minimum and the step of the minimum; the same for the zero window (F3 at the step's own weights)."""
+    from verify.training import adamw_trajectory as traj
+    from verify.training.batched import BatchedGPT, BatchedTrainConfig, train_batched
+    from verify.training.certificates import _float64
+    from verify.training.corpus import load_corpus as _load
+
+    corpus = _load(corpus_path, **({} if corpus_bytes is None else {"max_bytes": corpus_bytes}))
+    tr = group["train"]
+    gcfg = gpt_config(vocab_size=corpus.vocab_size, dtype=DTYPES[spec["dtype"]], device=spec["device"], **group["gpt"])
+    model = BatchedGPT(gcfg, [it["seed"] for it in instances], dt=[it["dt"] for it in instances])
+    tcfg = BatchedTrainConfig(steps=tr["steps"], batch_size=tr["batch_size"], lr=tuple(it["lr"] for it in instances),
+                              warmup=tr["warmup"], weight_decay=tuple(it["weight_decay"] for it in instances),
+                              eval_every=tr["eval_every"], eval_batches=tr["eval_batches"], progress=False)
+    mrng = np.random.default_rng(777)
+    mon_x, _ = corpus.batch("val", tr["monitor_batch"] * N_SUB, gcfg.block_size, mrng, model.device)
+    x = mon_x[:CERT_BATCH]
+    gpts = [model.instance(i) for i in range(len(instances))]
+    probes = [_float64(g) for g in gpts]
+    summ: list[dict] = [{} for _ in instances]
+    meas: list[dict] = [{} for _ in instances]
+
+    def on_log(step, m, hist):
+        for i in range(len(instances)):
+            st = _instance_state(m, i)
+            summ[i][step] = traj.norm_summary(st, gpts[i])
+            meas[i][step] = traj.measured_rows(gpts[i], st, x, probes[i])
+
+    res = train_batched(model, corpus, tcfg, on_log=on_log, log_every=1, desc="f9b")
+    windows = sorted({min(w, tr["steps"]) for w in F9B_WINDOWS})
+    out = []
+    for i, it in enumerate(instances):
+        lrs = [it["lr"] * f for f in res.history["lr_factor"]]
+        env = traj.window_envelopes(summ[i], gpts[i], lrs, it["weight_decay"], tcfg.betas, windows)
+        mt = np.array([meas[i][t] for t in env["steps"]])
+        rec = {"seed": it["seed"], "weight_decay": it["weight_decay"], "lr": it["lr"], "steps": len(lrs),
+               "windows": {}, "measured_last": mt[:, -1].tolist(),
+               "final_measured_last": float(mt[-1, -1]), "val_loss": res.instance_history(i)["val_loss"][-1]}
+        for w, b in [*env["windows"].items(), ("zero", env["zero"])]:
+            r = mt / b
+            last = r[:, -1]
+            rec["windows"][str(w)] = {"ratio_last": last.tolist(), "ratio_last_min": float(last.min()),
+                                      "argmin_step": int(env["steps"][int(np.argmin(last))]),
+                                      "ratio_last_final": float(last[-1]), "ratio_max_any_layer": float(r.max())}
+        out.append(rec)
+    return out
+
+
+def window_data(spec, groups, corpus, corpus_path, preset_name, model_name, winner, retrain, use_cache) -> list[dict]:
+    """The F9b records of the pre runs at the tuned λ ``winner`` (cached; trains what is missing in-process)."""
+    if not certificates_available():
+        return []
+    from verify.training.cache import RunCache, run_key
+
+    g = next(g for g in groups if g["name"] == "pre")
+    insts = [it for it in g["instances"] if it["weight_decay"] == winner]
+    cache = RunCache(f"k7_{preset_name}_{model_name}_pre_f9b", enabled=use_cache and not retrain)
+    keyed = [(run_key({**instance_config(spec, g, it, corpus.sha256), "f9b_windows": F9B_WINDOWS,
+                       "f9b_version": F9B_VERSION}, corpus.sha256), it) for it in insts]
+    if not use_cache:
+        return train_windows(g, spec, corpus_path, spec["corpus_bytes"], insts)
+    return cache.fetch(keyed, lambda missing: train_windows(g, spec, corpus_path, spec["corpus_bytes"], missing))
+
+
 # ---- the data step ------------------------------------------------------------------------------------------------
 def _train_all(spec, groups, corpus, corpus_path, preset_name, model_name, retrain, workers, use_cache) -> list[list[dict]]:
     from verify.training.batched import run_parallel
@@ -598,6 +679,17 @@ def model_data(spec, model, corpus, corpus_path, preset_name, retrain, workers, 
     pre_runs = by_key["pre"]
     if pre_runs and all("adamw_envelope_ratio" in r for r in pre_runs):
         data["adamw_envelope_ratio"] = {r["seed"]: r["adamw_envelope_ratio"] for r in pre_runs}
+    win = {w["seed"]: w for w in window_data(spec, groups, corpus, corpus_path, preset_name, model["name"],
+                                             wd["winner"], retrain, use_cache)}
+    for r in pre_runs:  # F9b: per window w, the worst (smallest) last-layer measured/bound over every step
+        if r["seed"] in win:
+            ws = win[r["seed"]]["windows"]
+            r["adamw_window_envelope_ratio"] = {w: v["ratio_last_min"] for w, v in ws.items()}
+            r["adamw_window"] = {"ratio_last_final": {w: v["ratio_last_final"] for w, v in ws.items()},
+                                 "argmin_step": {w: v["argmin_step"] for w, v in ws.items()},
+                                 "never_violated": all(v["ratio_max_any_layer"] <= 1 for v in ws.values()),
+                                 "steps": win[r["seed"]]["steps"],
+                                 "final_measured_last": win[r["seed"]]["final_measured_last"]}
     data["certificate_summary"] = {
         k: {"forward_ratio_last": [r["certificate_ratio"][-1] for r in rs if "certificate_ratio" in r],
             "gradient_ratio_first": [r["gradient_certificate_ratio"][0] for r in rs

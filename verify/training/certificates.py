@@ -374,52 +374,15 @@ def _state_checks(init: Mapping[str, torch.Tensor], state: Mapping[str, torch.Te
 
 
 def _pre_envelope(init: Mapping[str, torch.Tensor], model: GPT, bounds: dict, d: int) -> np.ndarray | None:
-    """F9 (c): the F3 chain with every weight, gain and bias replaced by its F9 (b) bound (None unless pre/lns)."""
-    steps = model.stack.steps
-    if any(s.rule not in ("pre", "lns") for s in steps):
+    """F9 (c): the F3 chain with every weight, gain and bias replaced by its F9 (b) bound (None unless pre/lns).
+
+    X_0 rows: a wte row plus a wpe row, each ≤ P_t‖row_0‖ + √d·S_t; one implementation with F9b's windowed
+    envelope (``verify.training.adamw_trajectory``: the norms of ``init`` measured once, then chained)."""
+    if any(s.rule not in ("pre", "lns") for s in model.stack.steps):
         return None
+    from verify.training.adamw_trajectory import envelope_from_summary, norm_summary
 
-    def w(name):
-        return init[name].detach().double().cpu()
-
-    def spec_bound(name, cols=None):
-        pt, st = bounds[name]
-        w0 = w(name)[0]
-        if cols is not None:
-            w0 = w0[:, cols]
-        return pt * _spec(w0) + math.sqrt(w0.numel()) * st
-
-    def vec_bound(name):
-        if name not in bounds:
-            return 0.0
-        pt, st = bounds[name]
-        v0 = w(name)[0]
-        return pt * float(v0.norm()) + math.sqrt(v0.numel()) * st
-
-    def inf_bound(name):
-        pt, st = bounds[name]
-        return pt * float(w(name)[0].abs().max()) + st
-
-    # X_0 rows: a wte row plus a wpe row, each ≤ P_t‖row_0‖ + √d·S_t.
-    emb = 0.0
-    for name in ("wte", "wpe"):
-        pt, st = bounds[name]
-        emb += pt * float(w(name).norm(dim=-1).max()) + math.sqrt(d) * st
-    m_bounds = []
-    for k, step in enumerate(steps):
-        pre = f"stack.steps.{k}."
-        r = (inf_bound(pre + "norm_in.gamma") * math.sqrt(d) + vec_bound(pre + "norm_in.beta")) * step.in_scale
-        sub = step.sublayer
-        if isinstance(sub, BatchedMLP):
-            m_bounds.append(mlp_output_sup(r, spec_bound(pre + "sublayer.W1"), spec_bound(pre + "sublayer.W2"),
-                                           vec_bound(pre + "sublayer.b1"), vec_bound(pre + "sublayer.b2")))
-        else:
-            dh = sub.d // sub.n_heads
-            heads = [spec_bound(pre + "sublayer.W_v", slice(h * dh, (h + 1) * dh)) for h in range(sub.n_heads)]
-            m_bounds.append(attention_output_sup(r, np.array(heads), spec_bound(pre + "sublayer.W_o"),
-                                                 vec_bound(pre + "sublayer.b_o")))
-    dts = np.array([float(s.dt) for s in steps])
-    return pre_norm_bound(emb, dts, np.array(m_bounds, dtype=float))
+    return envelope_from_summary(norm_summary(init, model), model, bounds)
 
 
 @single_threaded
