@@ -341,8 +341,10 @@ def test_compiled_stack_matches_eager_within_roundoff():
     params = list(stack.parameters())
     g_c = torch.autograd.grad(out.sum(), params)
     g_e = torch.autograd.grad(eager.sum(), params)
-    for a, b in zip(g_c, g_e):  # gradients: relative to the largest entry, a few hundred ulps at these sizes
-        assert float((a - b).abs().max()) <= 1e-12 * max(1.0, float(b.abs().max()))
+    # Gradients have no E1 bound of their own: held to 1e-13 of the largest entry (≈ 450 u; measured 1.1e-15 and
+    # 1.4e-15 at d = 16 and 64, 64 instances, 8 steps: the compiled backward reorders the same float64 sums).
+    for a, b in zip(g_c, g_e):
+        assert float((a - b).abs().max()) <= 1e-13 * max(1.0, float(b.abs().max()))
     wrong = Stack(cfg.replace(placement="pre"), 2, seed=53)
     with torch.no_grad():
         assert float((wrong(x) - eager).abs().amax()) > 1e6 * float(tol.max())
