@@ -13,7 +13,9 @@ ride in ``baddbmm``, the attention scale and causal mask are fused into the scor
 rows explicitly and then runs torch's native kernel (cancellation-safe, fused backward; see
 :meth:`BatchedNorm.normalized`) and RMSNorm the native kernel, γ and β are one ``addcmul``, a Δt of 1 is not
 multiplied, GELU stays the exact erf form, and the weights' finiteness is checked once per weight change (:meth:`Stack.check_weights`), not on every
-call. The step rules:
+call. The matmuls are the same work a torch.func ensemble does, and at d ≥ 64 they are most of it
+(``python -m verify.bench --profile``); where per-op overhead dominates (small d and few instances), the optional
+:class:`CompiledStack` (``torch.compile``, off by default, eager fallback) removes most of it. The step rules:
 
     step k (sublayer F_k, step size Δt_k, norm N):
       post      X⁺ = N(X + Δt F(X))
