@@ -1,6 +1,7 @@
 """Benchmark of the two engines: the batched torch zoo against its peers, and the 50-digit oracle's backends.
 
-    python -m verify.bench [--quick] [--device cpu|cuda] [--threads N] [--json PATH]
+    python -m verify.bench [--quick] [--device cpu|cuda] [--threads N] [--json PATH] [--compile]
+                           [--placements pre,peri] [--widths 16,64] [--instances 8,64] [--profile]
 
 1. The batched zoo. For each placement, width d and instance count I, one pass of a :class:`verify.engine.zoo.Stack`
    over I instances (n tokens, attention + MLP steps, causal, float64) is timed forward (``fwd``, under
@@ -17,6 +18,10 @@
      equal-FLOP ceiling for what batching these shapes can reach on this device.
    Each record has ``placement, d, instances, mode, engine_s, vmap_s, loop_s, bmm_s`` (median seconds) and the
    ratios ``vmap/engine``, ``loop/engine`` (speed-ups of the engine) and ``bmm/engine`` (fraction of the ceiling).
+   ``--compile`` adds ``compiled_s``: the engine under ``torch.compile`` (:class:`verify.engine.zoo.CompiledStack`),
+   with ``vmap_over_compiled`` and ``engine_over_compiled``. ``--profile`` replaces the timing by a torch.profiler
+   split of engine and vmap peer into matmul kernels and the rest (:func:`profile_engine`: the *matmul floor*,
+   peer time / engine matmul time, bounds the speed-up any rearrangement of the engine's other work can reach).
 2. The oracle: one depth-64 (32 blocks), d = 16, 4-token forward pass at 50 digits, with mpmath on gmpy2, with
    mpmath's pure-Python backend (a subprocess with ``MPMATH_NOGMPY=1``, since mpmath picks its backend at
    import) and, when python-flint is installed, with the arb backend (:mod:`verify.engine.oracle_flint`).
@@ -579,9 +584,9 @@ def main(argv: list[str] | None = None) -> int:
                          "(torch.profiler, d <= 64)")
     ap.add_argument("--compile", action="store_true",
                     help="also time the engine under torch.compile (compiles every shape: minutes each)")
-    ap.add_argument("--placements", type=_csv(str), default=None, help="comma list, a subset of the plan's")
-    ap.add_argument("--widths", type=_csv(int), default=None, help="comma list of d, a subset of the plan's")
-    ap.add_argument("--instances", type=_csv(int), default=None, help="comma list of I, a subset of the plan's")
+    ap.add_argument("--placements", type=_csv(str), default=None, help="comma list, a subset of the timing plan's")
+    ap.add_argument("--widths", type=_csv(int), default=None, help="comma list of d, a subset of the timing plan's")
+    ap.add_argument("--instances", type=_csv(int), default=None, help="comma list of I, a subset of the timing plan's")
     args = ap.parse_args(argv)
     if args.json is not None:
         from verify.cli_paths import fail, writable_file
