@@ -117,3 +117,39 @@ def test_bad_threads_is_refused():
     """--threads 0 is an argument error naming threads."""
     with pytest.raises(SystemExit):
         bench.main(["--quick", "--threads", "0"])
+
+
+def test_profile_split_tells_matmul_kernels_from_the_rest():
+    """profile_split attributes a bmm-only workload to matmul kernels and an elementwise-only one to the rest (so
+    the README's matmul shares can come out either way), with total = matmul + other."""
+    a = torch.randn(8, 32, 32, dtype=torch.float64)
+    z = torch.randn(20000, dtype=torch.float64)
+    split = bench.profile_split(dict(mm=lambda: torch.bmm(a, a), ew=lambda: torch.erf(z).exp()), rounds=2, calls=3)
+    mm, ew = split["mm"], split["ew"]
+    assert mm["matmul_s"] > 0.9 * mm["total_s"] and ew["matmul_s"] == 0.0 and ew["other_s"] > 0
+    for row in split.values():
+        assert row["total_s"] == pytest.approx(row["matmul_s"] + row["other_s"], rel=1e-12)
+
+
+def test_quick_profile_writes_its_records(tmp_path):
+    """`python -m verify.bench --profile --quick --json PATH` writes, for engine and vmap peer in both modes,
+    matmul and other seconds and the matmul floor (vmap total / engine matmul), all positive and finite."""
+    out = tmp_path / "profile.json"
+    assert bench.main(["--profile", "--quick", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["profile"]
+    assert [r["mode"] for r in rows] == list(bench.MODES)
+    for r in rows:
+        assert all(positive_finite(r[k]) for k in ("engine_matmul_s", "engine_other_s", "vmap_matmul_s",
+                                                   "vmap_other_s", "matmul_floor"))
+        assert r["matmul_floor"] >= r["profiled_vmap_over_engine"]
+
+
+def test_plan_selection_refuses_what_the_plan_lacks():
+    """--widths/--placements/--instances pick a subset of the plan; a value outside it is an error naming the key."""
+    assert bench.select_plan(bench.FULL, widths=(16,))["widths"] == (16,)
+    with pytest.raises(ValueError, match=r"^widths must be"):
+        bench.select_plan(bench.FULL, widths=(32,))
+    with pytest.raises(ValueError, match=r"^placements must be"):
+        bench.select_plan(bench.FULL, placements=("post",))
+    with pytest.raises(SystemExit):
+        bench.main(["--quick", "--widths", "x"])

@@ -1,6 +1,7 @@
 """Benchmark of the two engines: the batched torch zoo against its peers, and the 50-digit oracle's backends.
 
-    python -m verify.bench [--quick] [--device cpu|cuda] [--threads N] [--json PATH]
+    python -m verify.bench [--quick] [--device cpu|cuda] [--threads N] [--json PATH] [--compile]
+                           [--placements pre,peri] [--widths 16,64] [--instances 8,64] [--profile]
 
 1. The batched zoo. For each placement, width d and instance count I, one pass of a :class:`verify.engine.zoo.Stack`
    over I instances (n tokens, attention + MLP steps, causal, float64) is timed forward (``fwd``, under
@@ -17,6 +18,10 @@
      equal-FLOP ceiling for what batching these shapes can reach on this device.
    Each record has ``placement, d, instances, mode, engine_s, vmap_s, loop_s, bmm_s`` (median seconds) and the
    ratios ``vmap/engine``, ``loop/engine`` (speed-ups of the engine) and ``bmm/engine`` (fraction of the ceiling).
+   ``--compile`` adds ``compiled_s``: the engine under ``torch.compile`` (:class:`verify.engine.zoo.CompiledStack`),
+   with ``vmap_over_compiled`` and ``engine_over_compiled``. ``--profile`` replaces the timing by a torch.profiler
+   split of engine and vmap peer into matmul kernels and the rest (:func:`profile_engine`: the *matmul floor*,
+   peer time / engine matmul time, bounds the speed-up any rearrangement of the engine's other work can reach).
 2. The oracle: one depth-64 (32 blocks), d = 16, 4-token forward pass at 50 digits, with mpmath on gmpy2, with
    mpmath's pure-Python backend (a subprocess with ``MPMATH_NOGMPY=1``, since mpmath picks its backend at
    import) and, when python-flint is installed, with the arb backend (:mod:`verify.engine.oracle_flint`).
@@ -254,9 +259,12 @@ def _loop_stacks(stack):
     return singles
 
 
-def bench_engine(placement: str, d: int, n_instances: int, n_tokens: int, n_blocks: int, device: str,
-                 min_seconds: float) -> list[dict]:
-    """The fwd and fwdbwd records of one (placement, d, I)."""
+def contenders(placement: str, d: int, n_instances: int, n_tokens: int, n_blocks: int, device: str,
+               compiled: bool = False) -> tuple:
+    """``(cfg, flops, fwd, fwdbwd)``: the benchmark's problem for one (placement, d, I) and its four contenders as
+    zero-argument callables, keyed ``engine_s, vmap_s, loop_s, bmm_s`` (``fwd`` ones to be called under
+    ``no_grad``); with ``compiled`` a fifth, ``compiled_s``, the engine under ``torch.compile``
+    (:class:`verify.engine.zoo.CompiledStack`; its first call compiles, for minutes)."""
     import torch
 
     from verify.engine.zoo import Stack, StackConfig, sample_inputs
@@ -296,12 +304,27 @@ def bench_engine(placement: str, d: int, n_instances: int, n_tokens: int, n_bloc
         outs = [torch.bmm(ag, bg) for _ in range(reps)]
         torch.autograd.grad(outs, (ag, bg), [ones_bmm] * reps)
 
+    fwd = dict(engine_s=lambda: stack(x, validate=False), vmap_s=lambda: peer(peer_params, x),
+               loop_s=lambda: [s(x[i:i + 1], validate=False) for i, s in enumerate(singles)], bmm_s=bmm_chain)
+    fb = dict(engine_s=engine_fb, vmap_s=vmap_fb, loop_s=loop_fb, bmm_s=bmm_fb)
+    if compiled:
+        from verify.engine.zoo import CompiledStack
+
+        comp = CompiledStack(stack)
+        fwd["compiled_s"] = lambda: comp(x, validate=False)
+        fb["compiled_s"] = lambda: torch.autograd.grad(comp(x, validate=False), engine_params, ones)
+    return cfg, flops, fwd, fb
+
+
+def bench_engine(placement: str, d: int, n_instances: int, n_tokens: int, n_blocks: int, device: str,
+                 min_seconds: float, compiled: bool = False) -> list[dict]:
+    """The fwd and fwdbwd records of one (placement, d, I)."""
+    import torch
+
+    cfg, flops, fwd, fb = contenders(placement, d, n_instances, n_tokens, n_blocks, device, compiled)
     rows = []
     with torch.no_grad():
-        fwd = dict(engine_s=lambda: stack(x, validate=False), vmap_s=lambda: peer(peer_params, x),
-                   loop_s=lambda: [s(x[i:i + 1], validate=False) for i, s in enumerate(singles)], bmm_s=bmm_chain)
         rows.append(dict(mode="fwd", **time_group(fwd, device, min_seconds)))
-    fb = dict(engine_s=engine_fb, vmap_s=vmap_fb, loop_s=loop_fb, bmm_s=bmm_fb)
     rows.append(dict(mode="fwdbwd", **time_group(fb, device, min_seconds)))
     out = []
     for r in rows:
@@ -311,7 +334,93 @@ def bench_engine(placement: str, d: int, n_instances: int, n_tokens: int, n_bloc
                         loop_s=r["loop_s"], bmm_s=r["bmm_s"], vmap_over_engine=r["vmap_s"] / r["engine_s"],
                         loop_over_engine=r["loop_s"] / r["engine_s"], bmm_over_engine=r["bmm_s"] / r["engine_s"],
                         engine_gflops=factor * flops / r["engine_s"] / 1e9))
+        if "compiled_s" in r:
+            out[-1].update(compiled_s=r["compiled_s"], vmap_over_compiled=r["vmap_s"] / r["compiled_s"],
+                           engine_over_compiled=r["engine_s"] / r["compiled_s"])
     return out
+
+
+# ---- 1b. where the time goes: matmul kernels vs the rest ------------------------------------------------------
+# The kernels that do the matmul FLOPs (self time; aten::matmul itself only dispatches to these).
+MATMUL_OPS = frozenset({"aten::bmm", "aten::baddbmm", "aten::addmm", "aten::addbmm", "aten::mm"})
+PROFILE = dict(placements=("pre", "peri"), widths=(16, 64), instances=(8, 64), tokens=16, blocks={16: 4, 64: 4})
+QUICK_PROFILE = dict(placements=("peri",), widths=(8,), instances=(2,), tokens=4, blocks={8: 1})
+
+
+def profile_split(fns: dict, rounds: int = 4, calls: int = 5) -> dict:
+    """Self CPU seconds per call of each ``fns[k]()``, split by torch.profiler into matmul kernels
+    (:data:`MATMUL_OPS`) and everything else, the contenders profiled round-robin (``rounds`` × ``calls`` calls
+    each, after one warm-up call). The profiler inflates the many small ops more than the few large ones, so
+    ``other_s`` is an upper estimate and ``matmul_s``'s share a lower one."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for fn in fns.values():
+        fn()
+    acc = {k: [0.0, 0.0] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(calls):
+                    fn()
+            for e in prof.key_averages():
+                acc[k][0 if e.key in MATMUL_OPS else 1] += e.self_cpu_time_total  # microseconds
+    n = rounds * calls
+    return {k: dict(matmul_s=m / n / 1e6, other_s=o / n / 1e6, total_s=(m + o) / n / 1e6) for k, (m, o) in acc.items()}
+
+
+def profile_engine(placement: str, d: int, n_instances: int, n_tokens: int, n_blocks: int, device: str) -> list[dict]:
+    """Engine and vmap peer of one (placement, d, I), fwd and fwdbwd, split into matmul and other time.
+
+    ``matmul_floor = vmap total / engine matmul`` bounds the vmap/engine ratio the engine could reach if all its
+    non-matmul work were free while it kept its matmul kernels (the peer runs the same FLOPs through the same
+    batched-GEMM library)."""
+    import torch
+
+    _, _, fwd, fb = contenders(placement, d, n_instances, n_tokens, n_blocks, device)
+
+    def no_grad(fn):
+        def call():
+            with torch.no_grad():
+                fn()
+        return call
+
+    out = []
+    for mode, fns in (("fwd", {k: no_grad(fwd[k]) for k in ("engine_s", "vmap_s")}),
+                      ("fwdbwd", {k: fb[k] for k in ("engine_s", "vmap_s")})):
+        split = profile_split(fns)
+        e, v = split["engine_s"], split["vmap_s"]
+        out.append(dict(placement=placement, d=d, instances=n_instances, mode=mode, tokens=n_tokens,
+                        engine_matmul_s=e["matmul_s"], engine_other_s=e["other_s"], vmap_matmul_s=v["matmul_s"],
+                        vmap_other_s=v["other_s"], profiled_vmap_over_engine=v["total_s"] / e["total_s"],
+                        matmul_floor=v["total_s"] / e["matmul_s"]))
+    return out
+
+
+def run_profile(quick: bool = False, device: str = "cpu", threads: int | None = None, progress=print) -> list[dict]:
+    """:func:`profile_engine` over the :data:`PROFILE` plan (``QUICK_PROFILE`` with ``quick``)."""
+    import torch
+
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    plan = QUICK_PROFILE if quick else PROFILE
+    previous = torch.get_num_threads()
+    rows = []
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        for placement in plan["placements"]:
+            for d in plan["widths"]:
+                for inst in plan["instances"]:
+                    for r in profile_engine(placement, d, inst, plan["tokens"], plan["blocks"][d], device):
+                        rows.append(r)
+                        progress(f"  {placement:<5} d={d:<4} I={inst:<3} {r['mode']:<6} matmul share engine "
+                                 f"{r['engine_matmul_s'] / (r['engine_matmul_s'] + r['engine_other_s']):5.2f} "
+                                 f"vmap {r['vmap_matmul_s'] / (r['vmap_matmul_s'] + r['vmap_other_s']):5.2f}  "
+                                 f"vmap/engine (profiled) {r['profiled_vmap_over_engine']:5.2f}  "
+                                 f"matmul floor {r['matmul_floor']:5.2f}")
+    finally:
+        torch.set_num_threads(previous)
+    return rows
 
 
 # ---- 2. the oracle ---------------------------------------------------------------------------------------------
@@ -367,7 +476,22 @@ def time_oracle_without_gmpy(problem: dict, timeout: float = 600) -> dict:
 
 
 # ---- the run ---------------------------------------------------------------------------------------------------
-def run(quick: bool = False, device: str = "cpu", threads: int | None = None, progress=print) -> dict:
+def select_plan(plan: dict, placements=None, widths=None, instances=None) -> dict:
+    """``plan`` restricted to the given placements / widths / instance counts (``None``: all of the plan's)."""
+    out = dict(plan)
+    for key, chosen in (("placements", placements), ("widths", widths), ("instances", instances)):
+        if chosen is None:
+            continue
+        chosen = tuple(chosen)
+        bad = [v for v in chosen if v not in plan[key]]
+        if not chosen or bad:
+            raise ValueError(f"{key} must be a non-empty subset of {plan[key]}, got {chosen}")
+        out[key] = chosen
+    return out
+
+
+def run(quick: bool = False, device: str = "cpu", threads: int | None = None, progress=print,
+        compiled: bool = False, placements=None, widths=None, instances=None) -> dict:
     import torch
 
     from verify.engine.devices import resolve_device
@@ -379,12 +503,13 @@ def run(quick: bool = False, device: str = "cpu", threads: int | None = None, pr
     try:
         if threads is not None:
             torch.set_num_threads(threads)
-        return _run(QUICK if quick else FULL, quick, device, progress)
+        plan = select_plan(QUICK if quick else FULL, placements, widths, instances)
+        return _run(plan, quick, device, progress, compiled)
     finally:
         torch.set_num_threads(previous)  # the thread count is process-global: leave it as found
 
 
-def _run(plan: dict, quick: bool, device: str, progress) -> dict:
+def _run(plan: dict, quick: bool, device: str, progress, compiled: bool = False) -> dict:
     import torch
 
     from verify.engine.oracle import flint_available
@@ -394,12 +519,13 @@ def _run(plan: dict, quick: bool, device: str, progress) -> dict:
         for d in plan["widths"]:
             for inst in plan["instances"]:
                 rows = bench_engine(placement, d, inst, plan["tokens"], plan["blocks"][d], device,
-                                    plan["min_seconds"])
+                                    plan["min_seconds"], compiled)
                 records.extend(rows)
                 for r in rows:
                     progress(f"  {placement:<5} d={d:<4} I={inst:<3} {r['mode']:<6} vmap/engine "
                              f"{r['vmap_over_engine']:6.2f}  loop/engine {r['loop_over_engine']:6.2f}  "
-                             f"bmm/engine {r['bmm_over_engine']:5.2f}")
+                             f"bmm/engine {r['bmm_over_engine']:5.2f}"
+                             + (f"  vmap/compiled {r['vmap_over_compiled']:6.2f}" if "compiled_s" in r else ""))
     problem = oracle_problem(**plan["oracle"])
     oracle = [time_oracle(problem)]
     progress(f"  oracle {oracle[-1]['backend']}: {oracle[-1]['seconds']:.2f} s")
@@ -426,7 +552,8 @@ def format_table(result: dict) -> str:
     for r in result["records"]:
         lines.append(f"{r['placement']:<9} {r['d']:>4} {r['instances']:>4} {r['steps']:>5} {r['mode']:<6} "
                      f"{r['engine_s']:>10.5f} {r['vmap_over_engine']:>12.2f} {r['loop_over_engine']:>12.2f} "
-                     f"{r['bmm_over_engine']:>11.3f} {r['engine_gflops']:>12.2f}")
+                     f"{r['bmm_over_engine']:>11.3f} {r['engine_gflops']:>12.2f}"
+                     + (f"   vmap/compiled {r['vmap_over_compiled']:.2f}" if "compiled_s" in r else ""))
     o = result["oracle"]
     lines.append(f"oracle forward pass ({o[0]['steps']} steps, d={o[0]['d']}, {o[0]['tokens']} tokens, "
                  f"{o[0]['dps']} digits)")
@@ -436,6 +563,15 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _csv(kind):
+    def parse(text: str):
+        try:
+            return tuple(kind(v) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma list of {kind.__name__}, got {text!r}") from None
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m verify.bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes (seconds); for the smoke test")
@@ -443,6 +579,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads (default 1: the comparison is per core)")
     ap.add_argument("--json", type=Path, default=None, help="write the measurements here")
+    ap.add_argument("--profile", action="store_true",
+                    help="instead of timing: split engine and vmap peer time into matmul kernels and the rest "
+                         "(torch.profiler, d <= 64)")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time the engine under torch.compile (compiles every shape: minutes each)")
+    ap.add_argument("--placements", type=_csv(str), default=None, help="comma list, a subset of the timing plan's")
+    ap.add_argument("--widths", type=_csv(int), default=None, help="comma list of d, a subset of the timing plan's")
+    ap.add_argument("--instances", type=_csv(int), default=None, help="comma list of I, a subset of the timing plan's")
     args = ap.parse_args(argv)
     if args.json is not None:
         from verify.cli_paths import fail, writable_file
@@ -452,10 +596,19 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             fail(ap, str(exc))
     try:
-        result = run(quick=args.quick, device=args.device, threads=args.threads)
+        if args.profile:
+            import torch
+
+            result = dict(quick=args.quick, profile=run_profile(args.quick, args.device, args.threads),
+                          environment=dict(torch=torch.__version__, threads=args.threads, device=args.device,
+                                           cpu_count=os.cpu_count(), platform=platform.platform()))
+        else:
+            result = run(quick=args.quick, device=args.device, threads=args.threads, compiled=args.compile,
+                         placements=args.placements, widths=args.widths, instances=args.instances)
     except ValueError as exc:
         ap.error(str(exc))
-    print(format_table(result))
+    if not args.profile:
+        print(format_table(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1))

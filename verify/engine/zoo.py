@@ -13,7 +13,9 @@ ride in ``baddbmm``, the attention scale and causal mask are fused into the scor
 rows explicitly and then runs torch's native kernel (cancellation-safe, fused backward; see
 :meth:`BatchedNorm.normalized`) and RMSNorm the native kernel, γ and β are one ``addcmul``, a Δt of 1 is not
 multiplied, GELU stays the exact erf form, and the weights' finiteness is checked once per weight change (:meth:`Stack.check_weights`), not on every
-call. The step rules:
+call. The matmuls are the same work a torch.func ensemble does, and at d ≥ 64 they are most of it
+(``python -m verify.bench --profile``); where per-op overhead dominates (small d and few instances), the optional
+:class:`CompiledStack` (``torch.compile``, off by default, eager fallback) removes most of it. The step rules:
 
     step k (sublayer F_k, step size Δt_k, norm N):
       post      X⁺ = N(X + Δt F(X))
@@ -566,3 +568,54 @@ def sample_inputs(cfg: StackConfig, n_instances: int, n_tokens: int, seed: int, 
     gen = torch.Generator().manual_seed(int(seed))
     x = mean + scale * torch.randn((n_instances, *batch, n_tokens, cfg.d), generator=gen, dtype=torch.float64)
     return x.to(device=resolve_device(cfg.device), dtype=cfg.dtype)
+
+
+class CompiledStack:
+    """Optional ``torch.compile`` of a :class:`Stack`'s forward pass (off by default; nothing in the suite uses it).
+
+    ``CompiledStack(stack)(x)`` equals ``stack(x)`` up to round-off: inductor fuses the elementwise work (norms,
+    GELU, softmax, residual adds) into generated C++ loops and keeps the batched matmuls in the BLAS library, so
+    the float64 arithmetic is the same operations in a possibly different order (measured: ≤ 6.4e-15 from eager
+    at d = 16 and 64; ``tests/test_zoo_fast.py`` holds it to the E1 round-off bound). Compiling needs a C++
+    toolchain and takes minutes per shape (≈ 2 min forward + 1.5 min backward on the shared 2-core machine) —
+    it pays only for long runs of one shape. If compilation fails (no compiler, an unsupported op) the call
+    falls back to the eager stack with a warning and stays eager; ``fallback_reason`` says why.
+    Input validation stays in eager code (``stack.check_input``/``check_weights`` before the compiled call)."""
+
+    def __init__(self, stack: Stack, **compile_kwargs):
+        if not isinstance(stack, Stack):
+            raise ValueError(f"stack must be a verify.engine.zoo.Stack, got {type(stack).__name__}")
+        self.stack = stack
+        self.fallback_reason: str | None = None
+        kwargs = dict(dynamic=False)
+        kwargs.update(compile_kwargs)
+        try:
+            self._compiled = torch.compile(self._run, **kwargs)
+        except Exception as exc:  # torch.compile itself may refuse (e.g. an unsupported Python)
+            self._fall_back(exc)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stack(x, validate=False)
+
+    def _fall_back(self, exc: BaseException) -> None:
+        import warnings
+
+        self.fallback_reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        self._compiled = None
+        warnings.warn(f"torch.compile of the zoo Stack failed, running eager: {self.fallback_reason}",
+                      RuntimeWarning, stacklevel=3)
+
+    @property
+    def is_compiled(self) -> bool:
+        return self._compiled is not None
+
+    def __call__(self, x: torch.Tensor, validate: bool = True) -> torch.Tensor:
+        if validate:
+            self.stack.check_input(x)
+            self.stack.check_weights()
+        if self._compiled is not None:
+            try:
+                return self._compiled(x)
+            except Exception as exc:  # compilation happens on the first call of each shape
+                self._fall_back(exc)
+        return self._run(x)
