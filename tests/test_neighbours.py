@@ -61,10 +61,24 @@ def test_x1_meta_pre_upper_end_with_wrong_slope_fails(ctx):
             "pre, n tokens: (1 + l/2)d ≤ E‖x_l‖² ≤ (1 + 3l/2)d"} <= failed
 
 
+# Power of the meta-test below. At d = 16, L = 4 the finite-width prediction is 0.5009 and Xiong's limit 0.4629 (7.6 %
+# lower). With the quick level's 1500 instances the ratio's relative SE is 1.35 %, the band half-width (z = 4.15 for
+# 1e-4 over 3 cases, + the next term 0.85 %) ≈ 6.5 %, and the limit escapes the band with probability only ≈ 0.75
+# (soak seed 2993439230 drew a miss). With 6000 instances for the fixed case alone: SE 0.69 %, half-width
+# (z = 3.89) ≈ 3.5 %, so a miss needs the ratio 5.8 SE below its mean: probability ≈ 3e-9.
+META_X1_GRAD_INSTANCES = 6000
+
+
 def test_x1_meta_gradient_ratio_without_finite_width_term_fails(ctx):
     """Xiong's d → ∞ value alone is ≈ 8% low at d = 16, L = 4: the finite-width correction is needed and measured."""
     assert "one token: W₂ gradient ratio pre/post (finite-width)" in _failed(
-        checks.check_x1(ctx, grad_ratio=lambda d, blocks: nb.xiong_grad_ratio_limit(blocks)))
+        checks.check_x1(ctx, grad_ratio=lambda d, blocks: nb.xiong_grad_ratio_limit(blocks), parts=("grad",),
+                        examples=0, grad_instances=META_X1_GRAD_INSTANCES))
+
+
+def test_x1_parts_must_be_known():
+    with pytest.raises(ValueError, match="parts"):
+        checks.check_x1(Context(level="quick", seed=0), parts=("gradient",))
 
 
 def test_x1_meta_gradient_ratio_without_square_root_fails(ctx):

@@ -204,7 +204,14 @@ def _ratio_band(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
     tests=("tests/test_neighbours.py",),
 )
 def check_x1(ctx: Context, *, post_energy=xiong_post_presum_energy, pre_bounds=xiong_pre_energy_bounds,
-             grad_ratio=xiong_grad_ratio, examples: int | None = None) -> list[Tally]:
+             grad_ratio=xiong_grad_ratio, examples: int | None = None,
+             parts: tuple[str, ...] = ("post", "pre", "grad"), grad_instances: int | None = None) -> list[Tally]:
+    """``parts`` selects (a) post, (b) pre, (c) grad; ``grad_instances`` sizes the fixed (d = 16, L = 4) case of (c)
+    (default: the level's count), and ``examples=0`` leaves out (c)'s drawn cases, so a meta-test can buy power
+    for (c) alone (see tests/test_neighbours.py)."""
+    unknown = set(parts) - {"post", "pre", "grad"}
+    if unknown:
+        raise ValueError(f"parts: unknown part(s) {sorted(unknown)}; expected post, pre, grad")
     post = Tally("X1", "post: E‖x^{post,5}‖² = (3/2)d", "band",
                  tolerance="Student-t band, false alarm 1e-4 per tally (Bonferroni); exact in expectation at ε = 0", evidence="independent", instances="random")
     pre_one = Tally("X1", "pre, one token: E‖x_l‖² − E‖x_0‖² = (3l/2)d", "band",
@@ -227,14 +234,15 @@ def check_x1(ctx: Context, *, post_energy=xiong_post_presum_energy, pre_bounds=x
         e = measure_post_presum(d, n_blocks, n_tokens, qk, inst, seed, dev)
         post_bands.add(e, post_energy(d) / d, case=dict(d=d, blocks=n_blocks, n=n_tokens, qk_scale=qk, I=inst))
 
-    run_over(_post_cases(), one_post, examples=examples or ctx.examples(3, 15), seed=ctx.seed + 701)
-    post_bands.record(post)
+    if "post" in parts:
+        run_over(_post_cases(), one_post, examples=examples or ctx.examples(3, 15), seed=ctx.seed + 701)
+        post_bands.record(post)
 
     # (b) Pre-LN: one-token equality, the n-token bracket, the exact recursion behind both.
     depth = 4 if ctx.level == "quick" else 8
     one_bands, rec_bands = BandSet(), BandSet()
     bracket_rows = []
-    for d, n_tokens, inst in ((32, 1, 600), (16, 1, 600), (32, 8, 200), (32, 64, 48)):
+    for d, n_tokens, inst in ((32, 1, 600), (16, 1, 600), (32, 8, 200), (32, 64, 48)) if "pre" in parts else ():
         m = measure_pre_energy(d, depth, n_tokens, ctx.examples(inst, 3 * inst), ctx.seed + 711 + n_tokens, dev)
         ls = np.arange(1, depth + 1)
         lo_hi = np.array([pre_bounds(d, int(l), x0_energy=0.0) for l in ls]) / d  # increments: E‖x_0‖² removed
@@ -252,28 +260,31 @@ def check_x1(ctx: Context, *, post_energy=xiong_post_presum_energy, pre_bounds=x
             lo_total = pre_bounds(d, 1)[0] / d
             wit.witness(lo_total / (m["x0"] + m["conditional"][:, 0]).mean(), threshold=LOWER_WITNESS_THRESHOLD,
                         case=dict(case, end="lower", block=1))
-    one_bands.record(pre_one)
-    rec_bands.record(pre_rec)
-    z = z_two_sided(DEFAULT_FALSE_ALARM, 2 * depth * len(bracket_rows))
-    for m, lo_hi, case in bracket_rows:
-        mean = m["increment"].mean(0)
-        half = z * m["increment"].std(0, ddof=1) / math.sqrt(m["increment"].shape[0])
-        bracket.inequality(mean - half, lo_hi[:, 1], rtol=0.0, atol=1e-12, case=dict(case, side="upper"))
-        bracket.inequality(lo_hi[:, 0], mean + half, rtol=0.0, atol=1e-12, case=dict(case, side="lower"))
-    bracket.note(z=z, false_alarm=DEFAULT_FALSE_ALARM)
+    if bracket_rows:
+        one_bands.record(pre_one)
+        rec_bands.record(pre_rec)
+        z = z_two_sided(DEFAULT_FALSE_ALARM, 2 * depth * len(bracket_rows))
+        for m, lo_hi, case in bracket_rows:
+            mean = m["increment"].mean(0)
+            half = z * m["increment"].std(0, ddof=1) / math.sqrt(m["increment"].shape[0])
+            bracket.inequality(mean - half, lo_hi[:, 1], rtol=0.0, atol=1e-12, case=dict(case, side="upper"))
+            bracket.inequality(lo_hi[:, 0], mean + half, rtol=0.0, atol=1e-12, case=dict(case, side="lower"))
+        bracket.note(z=z, false_alarm=DEFAULT_FALSE_ALARM)
 
     # (c) The last-layer W₂ gradient ratio, one token: finite-width prediction (delta method) with its next term.
     grad_rows = []
 
-    def one_grad(case):
+    def one_grad(case, inst=None):
         d, n_blocks, seed = case
-        inst = ctx.examples(1500, 6000)
+        inst = inst or ctx.examples(1500, 6000)
         a = measure_w2_grad_sq(d, n_blocks, "pre", inst, seed, dev)
         b = measure_w2_grad_sq(d, 1, "post", inst, seed + 17, dev)
         grad_rows.append((d, n_blocks, a, b))
 
-    run_over(_grad_cases(), one_grad, examples=examples or ctx.examples(2, 8), seed=ctx.seed + 721)
-    one_grad((16, 4, ctx.seed + 733))  # fixed case: the finite-width term is largest at the smallest width
+    if "grad" in parts and examples != 0:
+        run_over(_grad_cases(), one_grad, examples=examples or ctx.examples(2, 8), seed=ctx.seed + 721)
+    if "grad" in parts:  # fixed case: the finite-width term is largest at the smallest width
+        one_grad((16, 4, ctx.seed + 733), grad_instances)
     for d, n_blocks, a, b in grad_rows:
         r, se = _ratio_band(a, b)
         th = grad_ratio(d, n_blocks)
@@ -289,7 +300,7 @@ def check_x1(ctx: Context, *, post_energy=xiong_post_presum_energy, pre_bounds=x
                                    f"{getattr(grad_ratio(d, n), 'value', float('nan')):.4f}, limit "
                                    f"{getattr(grad_ratio(d, n), 'limit', float('nan')):.4f}"
                                    for d, n, a, b in grad_rows)))
-    return [post, pre_one, pre_rec, bracket, wit, grad]
+    return [x for x in (post, pre_one, pre_rec, bracket, wit, grad) if x.cases]
 
 
 # =====================================================================================================================
