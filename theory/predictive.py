@@ -158,10 +158,11 @@ def accuracy(predicted, actual) -> float:
 def fit_threshold(scores, positive) -> float:
     """S4 fit — the threshold θ minimising the errors of "positive ⇔ score > θ" on the given (fit-half) data.
 
-    Candidates are the midpoints between consecutive distinct scores and the two ends; ties in the error are
-    broken towards the median candidate (so the fit does not sit on a data point's edge). Returns θ. Domain: as
-    ``roc_auc``, and finite scores: a midpoint next to an infinite score is itself infinite, so the separating
-    threshold would be missed (scores (0.1, inf) with outcomes (False, True) would fit θ = inf, one error).
+    Candidates are the midpoints between consecutive distinct scores and the two ends u_min − 1, u_max + 1; ties in
+    the error are broken towards the median candidate (index ⌊n/2⌋ of the n tied ones, in ascending order, so the
+    fit does not sit on a data point's edge). Returns θ. Domain: as ``roc_auc``, and finite scores: a midpoint next
+    to an infinite score is itself infinite, so the separating threshold would be missed (scores (0.1, inf) with
+    outcomes (False, True) would fit θ = inf, one error).
     """
     s, y = _scores("scores", scores, finite=True), _labels("positive", positive)
     if s.size != y.size:
