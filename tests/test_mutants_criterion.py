@@ -17,7 +17,9 @@ What the survivors showed untested, and what pins it here:
 
 A bug found on the way (fixed in theory/criterion.py): ``_sup_feasible`` returned inf for every sup in
 (16⁹, 10¹²) ≈ (6.9e10, 1e12), because it tested the cap on the next bracket end before evaluating it; the
-docstring of ``max_uniform_dt`` promises inf only above 10¹². The last bracket now ends at the cap.
+docstring of ``max_uniform_dt`` promises inf only above 10¹². The last bracket now ends at the cap. And a second
+(found reading a bracket-end survivor): ``max_uniform_dt_closed_form`` two-sided with distinct ℓ_k raised a brentq
+sign error for τ ≳ 36, where the root is within float64 resolution of 1/max ℓ; it now returns the last finite step.
 Tolerances: rel 1e-12 for closed forms of a few float64 operations; roots from brentq at rtol 4 eps are compared at
 rel 1e-13 (or by the feasibility of the returned point and the infeasibility of the point 32 ulp above it).
 """
@@ -356,3 +358,18 @@ def test_schedule_inputs_c_shape_and_forward_budget_type():
     for bad in (True, "1.5", b"1.5"):
         with pytest.raises(ValueError, match="^forward_budget"):
             C.optimal_step_sizes(0.5, ell, bad, 1.0)
+
+
+@pytest.mark.parametrize("ell", [(1.0, 2.0), (1.0, 3.0), (0.5, 7.0)])
+def test_closed_form_two_sided_beyond_float_resolution_is_the_last_finite_step(ell):
+    """τ = 40 two-sided: the root h satisfies 1 − h·max ℓ ≈ e^{−40}·(…) < 2^{−53}, so in float64 it is the largest h
+    with h·max ℓ < 1 (found by hand with nextafter here). Before the fix brentq raised "f(a) and f(b) must have
+    different signs" (the capped log stays below τ on the whole bracket). With max ℓ = 3, (1 − 1e−16)/3·3 rounds to
+    1.0: the step there would be infinite, so the bracket end itself must be stepped down."""
+    lmax = max(ell)
+    h = 1.0 / lmax
+    while h * lmax >= 1:
+        h = math.nextafter(h, 0.0)
+    step = C.max_uniform_dt_closed_form(2, 1.0, list(ell), 1.0, 2.0, 40.0, sided="two")
+    assert step.dt_backward == h
+    assert math.isfinite(C.backward_log_gain_bound(step.dt_backward, list(ell), sided="two"))

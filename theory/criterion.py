@@ -714,8 +714,15 @@ def max_uniform_dt_closed_form(n_steps, c, ell, x0_max_norm, B, tau, a=0.0, side
         else:
             f = lambda h: float(np.sum(-np.log1p(-np.minimum(h * ell_arr, 1 - 1e-16)))) - tau
             hi = (1 - 1e-16) / float(np.max(ell_arr))
+            while hi * float(np.max(ell_arr)) >= 1:  # the largest h with h·max ℓ < 1 in float64 (a finite step)
+                hi = math.nextafter(hi, 0.0)
         lo = (math.expm1(tau / K) if sided == "upper" else -math.expm1(-tau / K)) / float(np.max(ell_arr))
-        dt_b = lo if f(lo) >= 0 else optimize.brentq(f, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps)
+        if f(lo) >= 0:
+            dt_b = lo
+        elif f(hi) <= 0:  # two-sided with τ ≳ 36: the root lies within float64 resolution of 1/max ℓ, at hi
+            dt_b = hi
+        else:
+            dt_b = optimize.brentq(f, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps)
     return _admissible(dt_f, dt_b)
 
 
