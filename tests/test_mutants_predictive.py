@@ -173,11 +173,12 @@ def _lr_star_mpmath(k, log_c, sigma_w, n_bar):
     (0.0, 0.4, 0.18, 30.0),
     (5.0, 500.0, 1.0, 1e282),  # a·c ≈ e^1149: (a·lr)² raised OverflowError before the softplus form (fixed)
     (3.0, 2.0, 1e-3, 1e150),
+    (1e60, 1.0, 0.18, 30.0),  # a bracket ~1e62 wide: 200 fixed halvings left it ~1e2 wide (fixed: to resolution)
 ])
 def test_growth_max_lr_is_the_root_to_round_off(k, log_c, sigma_w, n_bar):
-    """lr* against an mpmath bisection at 50 digits, rel 1e-13 (x = log lr* resolved to ~1e-15·|x|; for
-    |x| ≈ 545 that is 5e-13 in lr, so the extreme case gets 1e-12): the evidence that the bisection's settings
-    (bracket start, widening factor, 200 halvings, stopping tolerance) are equivalent up to round-off."""
+    """lr* against an mpmath bisection at 50 digits, rel 1e-13 (x = log lr* to float64 resolution, ~1e-16·|x|; for
+    |x| ≈ 545 that is 1e-13 in lr, so the extreme case gets 1e-12): the evidence that the bracket's start is
+    equivalent up to round-off."""
     rel = 1e-13 if abs(log_c) < 100 else 1e-12
     assert pr.growth_max_lr(k, log_c, sigma_w, n_bar) == pytest.approx(_lr_star_mpmath(k, log_c, sigma_w, n_bar),
                                                                         rel=rel)

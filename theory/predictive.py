@@ -335,10 +335,11 @@ def growth_score(lr, excess, sigma_w: float, drift_steps: float) -> np.ndarray:
 def growth_max_lr(excess: float, log_c: float, sigma_w: float, drift_steps: float) -> float:
     """S4 growth-aware — the predicted largest stable lr: the root of log lr + 2κ log s(lr) = log c.
 
-    Bisection in log lr (the left side is strictly increasing, → −∞ as lr → 0 and ≥ log lr); 200 halvings of a
-    bracket [log c − 2κ log s(e^{log c}) − 1, log c], i.e. to float64 resolution; 2κ log s = κ·softplus(2(x + log
-    a)), a = n̄/σ_w, so no (a·lr)² is formed (it overflowed, an OverflowError, for a·c ≳ 1e154). Domain: κ ≥ 0,
-    log c finite, σ_w > 0, n̄ > 0.
+    Bisection in log lr (the left side is strictly increasing, → −∞ as lr → 0 and ≥ log lr) of the bracket
+    [log c − 2κ log s(e^{log c}) − 1, log c] until its midpoint is one of its ends, i.e. to float64 resolution (a
+    fixed 200 halvings fell short for κ ≳ 1e40, whose bracket is ~κ wide); 2κ log s = κ·softplus(2(x + log a)),
+    a = n̄/σ_w, so no (a·lr)² is formed (it overflowed, an OverflowError, for a·c ≳ 1e154). Domain: κ ≥ 0, log c
+    finite, σ_w > 0, n̄ > 0.
     """
     require_real("log_c", log_c)
     if not math.isfinite(float(log_c)):
@@ -352,14 +353,14 @@ def growth_max_lr(excess: float, log_c: float, sigma_w: float, drift_steps: floa
 
     hi = float(log_c)  # f(hi) ≥ 0 since 2κ log s ≥ 0
     lo = hi - 1.0 - f(hi)  # f(lo) ≤ −1 < 0: lo < hi, and the κ term only grows with x
-    for _ in range(200):
+    while True:  # each pass halves hi − lo, so the ends become adjacent floats after at most ~2100 passes
         mid = 0.5 * (lo + hi)
+        if not lo < mid < hi:
+            break
         if f(mid) > 0:
             hi = mid
         else:
             lo = mid
-        if hi - lo < 1e-15 * max(1.0, abs(hi)):
-            break
     return float(math.exp(0.5 * (lo + hi)))
 
 
