@@ -373,3 +373,21 @@ def test_closed_form_two_sided_beyond_float_resolution_is_the_last_finite_step(e
     step = C.max_uniform_dt_closed_form(2, 1.0, list(ell), 1.0, 2.0, 40.0, sided="two")
     assert step.dt_backward == h
     assert math.isfinite(C.backward_log_gain_bound(step.dt_backward, list(ell), sided="two"))
+
+
+def test_forward_only_and_both_fills_meet_continuously_at_their_switch():
+    """The edge μ_hi(1 − 1e-13) only chooses which fill computes the optimum near the switch from "forward" to
+    "both": bisecting β to the switch, T on its two sides agrees to round-off (both: all of β on the cheapest step,
+    T = 1 − e^{−τ} there) — the evidence for listing the edge's 10 % mutant as equivalent."""
+    c, ell, tau = [1.0, 1.5], [1.0, 1.0], 1.0
+    lo, hi = 0.5, 0.7
+    assert C.optimal_step_sizes(c, ell, lo, tau).binding == "forward"
+    assert C.optimal_step_sizes(c, ell, hi, tau).binding == "both"
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if C.optimal_step_sizes(c, ell, mid, tau).binding == "forward":
+            lo = mid
+        else:
+            hi = mid
+    t_lo, t_hi = (C.optimal_step_sizes(c, ell, b, tau).total_time for b in (lo, hi))
+    assert t_lo == pytest.approx(-math.expm1(-tau), rel=1e-12) and t_hi == pytest.approx(t_lo, rel=1e-12)
