@@ -110,7 +110,7 @@ KEYS = [f"pre|L={L}|dt={dt}|lr=0.003|seed=0" for L in (2, 4, 8) for dt in (0.25,
 
 
 def test_split_half_is_the_lowest_bit_of_the_first_sha256_byte():
-    """"fit" iff the first byte of SHA-256(salt|key) is even (the implementation's separator is "|")."""
+    """"fit" iff the first byte of SHA-256(salt + "|" + key) is even (the docstring's recipe)."""
     for key in KEYS:
         h = hashlib.sha256(("atlas-split-v1|" + key).encode()).digest()
         assert pr.split_half(key) == ("fit" if h[0] % 2 == 0 else "held_out")

@@ -73,7 +73,7 @@ def split_half(key: str, salt: str = "atlas-split-v1") -> str:
     """S4 protocol — ``"fit"`` or ``"held_out"`` for a configuration, by a seeded hash of its key string.
 
     Deterministic and independent of the outcome: the same key always lands in the same half (SHA-256 of
-    ``salt + key``, lowest bit). Domain: a non-empty string key.
+    ``salt + "|" + key``, lowest bit of its first byte). Domain: a non-empty string key.
     """
     if not isinstance(key, str) or not key:
         raise ValueError(f"key must be a non-empty string, got {key!r}")
@@ -83,7 +83,7 @@ def split_half(key: str, salt: str = "atlas-split-v1") -> str:
 
 def fold_of(key: str, k: int = 5, salt: str = "atlas-cv-v1") -> int:
     """S4 protocol — the cross-validation fold (0 … k−1) of a configuration inside the fit half, by a seeded hash of
-    its key (SHA-256 of ``salt + key``, first 8 bytes mod k): fixed and outcome-blind. Domain: a non-empty key,
+    its key (SHA-256 of ``salt + "|" + key``, first 8 bytes mod k): fixed and outcome-blind. Domain: a non-empty key,
     k ≥ 2."""
     if not isinstance(key, str) or not key:
         raise ValueError(f"key must be a non-empty string, got {key!r}")
