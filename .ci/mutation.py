@@ -26,6 +26,11 @@ hypothesis, pytest and every third-party module the mapped tests import) are mad
 is a fork, in a scratch copy of the repository (the worktree is never modified), that imports the mutated module
 fresh, so a mutant costs its own tests, not an interpreter start nor a whole test file.
 
+A mutant whose selected node ids cannot be run (pytest exit 4/5: the mutant broke collection, e.g. a module
+constant used at import or in a ``parametrize`` now raises or renames the ids) is rerun on the whole test files of
+those ids: a failure there — a collection error included — counts as killed (the suite would go red, as mutmut
+counts a crashing test run), a pass as survived; ``error`` is left only when even the files collect nothing.
+
 Mutants listed in .ci/mutation-equivalent.txt (``module:line:col:operator`` and a reason) are equivalent: they are
 reported but not counted. Kill rate = (killed + timed out) / (mutants - equivalent). Exit status 1 if a module's
 rate is < 95 %. ``--json`` merges into an existing file (modules not run keep their earlier entry).
@@ -518,6 +523,12 @@ def main(argv=None) -> int:
                     if tests:
                         timeout = max(30.0, args.timeout_factor * sum(durations.get(t, 1.0) for t in tests))
                         outcome, secs = run_tests(scratch, tests, timeout)
+                        if outcome == "error":  # collection broke: rerun the whole files (module docstring)
+                            files = sorted({t.split("::")[0] for t in tests})
+                            file_timeout = max(30.0, args.timeout_factor * sum(
+                                v for n, v in durations.items() if n.split("::")[0] in files))
+                            outcome, more = run_tests(scratch, files, file_timeout)
+                            secs, how = secs + more, how + "+files"
                     else:
                         outcome, secs = "uncovered", 0.0
                 finally:

@@ -626,9 +626,9 @@ def _sup_feasible(excess: Callable[[float], float], dt_min: float = 1e-12, dt_ca
         return 0.0
     lo, hi = dt_min, 1.0
     while excess(hi) <= 0:
-        lo, hi = hi, hi * 16.0
-        if hi > dt_cap:
+        if hi >= dt_cap:  # feasible at the cap itself: reported as inf
             return math.inf
+        lo, hi = hi, min(hi * 16.0, dt_cap)  # the last bracket ends at the cap (a root in (16⁹, 10¹²) is found)
     if hi <= lo:  # pragma: no cover
         return lo
 
@@ -714,8 +714,15 @@ def max_uniform_dt_closed_form(n_steps, c, ell, x0_max_norm, B, tau, a=0.0, side
         else:
             f = lambda h: float(np.sum(-np.log1p(-np.minimum(h * ell_arr, 1 - 1e-16)))) - tau
             hi = (1 - 1e-16) / float(np.max(ell_arr))
+            while hi * float(np.max(ell_arr)) >= 1:  # the largest h with h·max ℓ < 1 in float64 (a finite step)
+                hi = math.nextafter(hi, 0.0)
         lo = (math.expm1(tau / K) if sided == "upper" else -math.expm1(-tau / K)) / float(np.max(ell_arr))
-        dt_b = lo if f(lo) >= 0 else optimize.brentq(f, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps)
+        if f(lo) >= 0:
+            dt_b = lo
+        elif f(hi) <= 0:  # two-sided with τ ≳ 36: the root lies within float64 resolution of 1/max ℓ, at hi
+            dt_b = hi
+        else:
+            dt_b = optimize.brentq(f, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps)
     return _admissible(dt_f, dt_b)
 
 
@@ -825,8 +832,9 @@ def optimal_step_sizes(c, ell, forward_budget, tau, *, level_factor: float = 1.0
     μ = 0 if the backward-only fill (w_k = ℓ_k, ``water_level``) meets the forward budget; otherwise μ ∈ (0, 1/c_min)
     is the root of Σ c_kΔt_k(μ) = β_F, each Δt(μ) again a closed-form fill with w_k = ℓ_k/(1 − μc_k). If even
     μ → 1/c_min leaves the budget exceeded, only the forward constraint binds (λ = 0) and T = β_F/c_min on the
-    steps of least c (not unique when those tie). ``level_factor`` ≠ 1 multiplies the water level — a deliberately
-    wrong solution for the meta-tests. Provenance: paper claim K5 (optimising the scaling strategy), our statement.
+    steps of least c (not unique when those tie; c_k ≤ c_min(1 + 10⁻¹²) counts as a tie). ``level_factor`` ≠ 1
+    multiplies the water level — a deliberately wrong solution for the meta-tests. Provenance: paper claim K5
+    (optimising the scaling strategy), our statement.
     Domain: ℓ_k > 0, c_k ≥ 0, β_F > 0 (inf allowed), τ > 0.
     """
     ell_arr, c_arr, beta = _schedule_inputs(c, ell, forward_budget, tau)

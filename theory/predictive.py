@@ -73,7 +73,7 @@ def split_half(key: str, salt: str = "atlas-split-v1") -> str:
     """S4 protocol — ``"fit"`` or ``"held_out"`` for a configuration, by a seeded hash of its key string.
 
     Deterministic and independent of the outcome: the same key always lands in the same half (SHA-256 of
-    ``salt + key``, lowest bit). Domain: a non-empty string key.
+    ``salt + "|" + key``, lowest bit of its first byte). Domain: a non-empty string key.
     """
     if not isinstance(key, str) or not key:
         raise ValueError(f"key must be a non-empty string, got {key!r}")
@@ -83,7 +83,7 @@ def split_half(key: str, salt: str = "atlas-split-v1") -> str:
 
 def fold_of(key: str, k: int = 5, salt: str = "atlas-cv-v1") -> int:
     """S4 protocol — the cross-validation fold (0 … k−1) of a configuration inside the fit half, by a seeded hash of
-    its key (SHA-256 of ``salt + key``, first 8 bytes mod k): fixed and outcome-blind. Domain: a non-empty key,
+    its key (SHA-256 of ``salt + "|" + key``, first 8 bytes mod k): fixed and outcome-blind. Domain: a non-empty key,
     k ≥ 2."""
     if not isinstance(key, str) or not key:
         raise ValueError(f"key must be a non-empty string, got {key!r}")
@@ -158,10 +158,11 @@ def accuracy(predicted, actual) -> float:
 def fit_threshold(scores, positive) -> float:
     """S4 fit — the threshold θ minimising the errors of "positive ⇔ score > θ" on the given (fit-half) data.
 
-    Candidates are the midpoints between consecutive distinct scores and the two ends; ties in the error are
-    broken towards the median candidate (so the fit does not sit on a data point's edge). Returns θ. Domain: as
-    ``roc_auc``, and finite scores: a midpoint next to an infinite score is itself infinite, so the separating
-    threshold would be missed (scores (0.1, inf) with outcomes (False, True) would fit θ = inf, one error).
+    Candidates are the midpoints between consecutive distinct scores and the two ends u_min − 1, u_max + 1; ties in
+    the error are broken towards the median candidate (index ⌊n/2⌋ of the n tied ones, in ascending order, so the
+    fit does not sit on a data point's edge). Returns θ. Domain: as ``roc_auc``, and finite scores: a midpoint next
+    to an infinite score is itself infinite, so the separating threshold would be missed (scores (0.1, inf) with
+    outcomes (False, True) would fit θ = inf, one error).
     """
     s, y = _scores("scores", scores, finite=True), _labels("positive", positive)
     if s.size != y.size:
@@ -303,8 +304,9 @@ def weight_growth(lr, sigma_w: float, drift_steps: float) -> np.ndarray:
     """S4 growth-aware, step 4 — s(lr) = √(1 + (n̄·lr/σ_w)²): the factor by which AdamW can grow a weight entry.
 
     Each AdamW update moves an entry by at most ≈ lr_t; ``drift_steps`` n̄ = Σ_t lr_t/lr (1 for one peak step),
-    ``sigma_w`` the entries' initial size. An upper bound (coherent signs, weight decay ignored).
-    Domain: lr > 0 finite entrywise, σ_w > 0, n̄ > 0.
+    ``sigma_w`` the entries' initial size. An upper bound (coherent signs, weight decay ignored). Evaluated as
+    hypot(1, n̄·lr/σ_w): the square is never formed (it overflowed for n̄·lr/σ_w ≳ 1e154). Domain: lr > 0 finite
+    entrywise, σ_w > 0, n̄ > 0.
     """
     lr_a = np.atleast_1d(as_float_array("lr", lr))
     if not np.all(np.isfinite(lr_a)) or np.any(lr_a <= 0):
@@ -313,7 +315,7 @@ def weight_growth(lr, sigma_w: float, drift_steps: float) -> np.ndarray:
         require_positive(name, v)
         if not math.isfinite(float(v)):
             raise ValueError(f"{name} must be finite, got {v!r}")
-    return np.sqrt(1.0 + (float(drift_steps) * lr_a / float(sigma_w)) ** 2)
+    return np.hypot(1.0, float(drift_steps) * lr_a / float(sigma_w))
 
 
 def growth_score(lr, excess, sigma_w: float, drift_steps: float) -> np.ndarray:
@@ -333,31 +335,32 @@ def growth_score(lr, excess, sigma_w: float, drift_steps: float) -> np.ndarray:
 def growth_max_lr(excess: float, log_c: float, sigma_w: float, drift_steps: float) -> float:
     """S4 growth-aware — the predicted largest stable lr: the root of log lr + 2κ log s(lr) = log c.
 
-    Bisection in log lr (the left side is strictly increasing, → −∞ as lr → 0 and ≥ log lr); 200 halvings of a
-    bracket [log c − 2κ log s(e^{log c}) − 1, log c], i.e. to float64 resolution. Domain: κ ≥ 0, log c finite,
-    σ_w > 0, n̄ > 0.
+    Bisection in log lr (the left side is strictly increasing, → −∞ as lr → 0 and ≥ log lr) of the bracket
+    [log c − 2κ log s(e^{log c}) − 1, log c] until its midpoint is one of its ends, i.e. to float64 resolution (a
+    fixed 200 halvings fell short for κ ≳ 1e40, whose bracket is ~κ wide); 2κ log s = κ·softplus(2(x + log a)),
+    a = n̄/σ_w, so no (a·lr)² is formed (it overflowed, an OverflowError, for a·c ≳ 1e154). Domain: κ ≥ 0, log c
+    finite, σ_w > 0, n̄ > 0.
     """
     require_real("log_c", log_c)
     if not math.isfinite(float(log_c)):
         raise ValueError(f"log_c must be finite, got {log_c!r}")
     growth_score(1.0, excess, sigma_w, drift_steps)  # the domain checks, once
-    k, a = float(excess), float(drift_steps) / float(sigma_w)
+    k, log_a = float(excess), math.log(float(drift_steps)) - math.log(float(sigma_w))
 
-    def f(x: float) -> float:  # growth_score at lr = e^x, minus log c (2κ log s = κ log(1 + (a·lr)²))
-        return x + k * math.log1p((a * math.exp(x)) ** 2) - float(log_c)
+    def f(x: float) -> float:  # growth_score at lr = e^x, minus log c: 2κ log s = κ log(1 + e^u), u = 2(x + log a)
+        u = 2.0 * (x + log_a)
+        return x + k * (max(u, 0.0) + math.log1p(math.exp(-abs(u)))) - float(log_c)
 
     hi = float(log_c)  # f(hi) ≥ 0 since 2κ log s ≥ 0
-    lo = hi - 1.0 - (f(hi) if math.isfinite(f(hi)) else 1e3)
-    while f(lo) > 0:
-        lo -= 2.0 * (hi - lo)
-    for _ in range(200):
+    lo = hi - 1.0 - f(hi)  # f(lo) ≤ −1 < 0: lo < hi, and the κ term only grows with x
+    while True:  # each pass halves hi − lo, so the ends become adjacent floats after at most ~2100 passes
         mid = 0.5 * (lo + hi)
+        if not lo < mid < hi:
+            break
         if f(mid) > 0:
             hi = mid
         else:
             lo = mid
-        if hi - lo < 1e-15 * max(1.0, abs(hi)):
-            break
     return float(math.exp(0.5 * (lo + hi)))
 
 
