@@ -234,17 +234,27 @@ def _chi2_rule_knobs(dof, h, tail=1e-20, cap=0.6, extra_nodes=0, end_weight=0.5,
                                    dict(h=0.2, end_index=-2)])
 def test_chi2_rule_settings_change_nothing_above_round_off(knobs):
     """Each perturbed rule (as mutants 62, 67, 111, 113, 128 perturb it) equals the closed form to 1e-14."""
+    assert _chi2_rule_worst(knobs) < 1e-14
+
+
+def _chi2_rule_worst(knobs):
     worst = 0.0
     for d, norm, a, eps in _CASES:
         nu = d - 1 if norm == "layer" else d
         x, w = _chi2_rule_knobs(float(nu), **knobs)
         value = float(np.sum(a * x / (a * x + d * eps) * w))
         worst = max(worst, abs(value - float(rho_central(a, d * eps, nu))))
-    assert worst < 1e-14
+    return worst
+
+
+@pytest.mark.parametrize("knobs", [dict(h=1.5, cap=10.0), dict(h=0.7, cap=10.0), dict(h=0.2, tail=1e-6)])
+def test_meta_chi2_rule_settings_check_can_fail(knobs):
+    """The same 1e-14 criterion rejects coarse grids (strip error e^{−π²/h} ≈ 1e-3, 8e-7) and a law cut at 1e-6."""
+    assert _chi2_rule_worst(knobs) > 1e-14
 
 
 def _noncentral_knobs(a, signal, c, s, h=0.2, k_one=1.0, k_two=2.0, lo_scale=1e-9, lo_shift=-1.0, hi=45.0,
-                      clip=1.0, end_weight=0.5, end_index=-1):
+                      clip=1.0, end_weight=0.5, end_index=-1, last_sign=1.0):
     """The module's noncentral rule re-implemented (mutants 375-378, 387: grid ends and end-point corrections)."""
     x = c / (2.0 * a)
     lam = signal / a
@@ -257,7 +267,7 @@ def _noncentral_knobs(a, signal, c, s, h=0.2, k_one=1.0, k_two=2.0, lo_scale=1e-
     w = np.exp(t)
     r = w / x
     f = w * np.exp(-w) * -np.expm1(-s * np.log1p(r) - (lam / 2.0) * r / (1.0 + r))
-    return (t_hi - t_lo) / n * (f.sum() - end_weight * (f[0] + f[end_index]))
+    return (t_hi - t_lo) / n * (f.sum() - end_weight * (f[0] + last_sign * f[end_index]))
 
 
 _NONCENTRAL_CASES = [(2, "layer", 1e-3, 1e-2, 0.0), (9, "rms", 1.0, 1.0, 2.0), (64, "layer", 1e3, 0.1, 50.0),
@@ -274,16 +284,26 @@ def _noncentral_ref(a, snr, d, eps, nu):
 @pytest.mark.parametrize("knobs", [dict(), dict(h=0.22), dict(k_one=1.1), dict(k_two=0.5), dict(k_two=2.2),
                                    dict(lo_scale=1.1e-9), dict(lo_shift=1.0), dict(lo_shift=-1.1), dict(hi=49.5),
                                    dict(clip=1.1), dict(end_weight=0.55), dict(end_weight=-0.5),
-                                   dict(end_index=1), dict(end_index=-2)])
+                                   dict(end_index=1), dict(end_index=-2), dict(last_sign=-1.0)])
 def test_noncentral_rule_settings_change_nothing_above_round_off(knobs):
     """Each perturbed grid equals the Poisson-mixture reference to 1e-14 (absolute, ρ ∈ [0, 1]), also at a
     tiny variance where the lower end is clipped (mutant 378:35)."""
+    assert _noncentral_worst(knobs) < 1e-14
+
+
+def _noncentral_worst(knobs):
     worst = 0.0
     for d, norm, a, eps, snr in _NONCENTRAL_CASES:
         nu = d - 1 if norm == "layer" else d
         value = _noncentral_knobs(a, snr * a, d * eps, nu / 2.0, **knobs)
         worst = max(worst, abs(value - _noncentral_ref(a, snr, d, eps, nu)))
-    assert worst < 1e-14
+    return worst
+
+
+@pytest.mark.parametrize("knobs", [dict(h=1.5), dict(lo_shift=8.0), dict(hi=20.0)])
+def test_meta_noncentral_rule_settings_check_can_fail(knobs):
+    """The same criterion rejects a coarse grid, a lower end 8 e-folds too high, an upper end at w = 20."""
+    assert _noncentral_worst(knobs) > 1e-14
 
 
 def test_module_constants_perturbed_by_ten_percent_change_nothing(monkeypatch):
@@ -338,9 +358,19 @@ def test_precision_ladder_constants_change_nothing(knobs):
     x, s = mpmath.mpf(257) / 2, mpmath.mpf(128)
     with mpmath.workdps(200):
         ref = 1 - x * mpmath.exp(x) * mpmath.expint(s, x)
-    got = 1 - _ladder(lambda: (lambda xx: xx * mpmath.exp(xx) * mpmath.expint(s, xx))(+x), **knobs)
+    got = 1 - _ladder(lambda: x * mpmath.exp(x) * mpmath.expint(s, x), **knobs)
     assert abs(got - ref) < mpmath.mpf(10) ** -29 * abs(ref)
     assert abs(im.chi2_rho(mpmath.mpf(1), 257, mpmath.mpf(1)) - ref) < mpmath.mpf(10) ** -29 * abs(ref)
+
+
+def test_meta_precision_ladder_check_can_fail():
+    """Without guard digits (extra = 0) both rungs are the naive 30-digit value, wrong by orders of magnitude."""
+    mpmath.mp.dps = 30
+    x, s = mpmath.mpf(257) / 2, mpmath.mpf(128)
+    with mpmath.workdps(200):
+        ref = 1 - x * mpmath.exp(x) * mpmath.expint(s, x)
+    got = 1 - _ladder(lambda: x * mpmath.exp(x) * mpmath.expint(s, x), extra=0)
+    assert abs(got - ref) > mpmath.mpf(10) ** -29 * abs(ref)
 
 
 def test_noncentral_mpmath_break_points_change_nothing():

@@ -86,6 +86,8 @@ def test_pre_weight_energy_bound_needs_steps():
 def test_depth_free_bound_lengths_and_types():
     with pytest.raises(ValueError, match="norm_range"):
         tt.trained_pre_depth_free_bound([0.5, 0.25], [1.0, 2.0, 3.0], 1.0, 0.1)
+    with pytest.raises(ValueError, match="norm_range"):
+        tt.trained_pre_depth_free_bound([0.5, 0.25, 1.0], [1.0, 2.0], 1.0, 0.1)
     out = tt.trained_pre_depth_free_bound([0.5, 0.25], [1.0, 4.0], 2.0, 0.5)
     assert type(out) is float and out == pytest.approx(1.0 * 2.0 / 0.5, rel=REL)
     arr = tt.trained_pre_depth_free_bound(0.5, 2.0, np.array([1.0, 3.0]), 0.5)
