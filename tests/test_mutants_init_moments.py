@@ -139,11 +139,12 @@ def _delta_reference(d, m, w1, w2, u_sq, eps, b1, b2):
 
 def test_gelu_delta_method_and_allowance_against_exact_derivative():
     """ρ ≈ ρ(ā) + ½ρ''(ā)·Var a with ā = m w2 E φ² + b2, Var a = m w2² (E φ⁴ − (E φ²)²): the second-order term T
-    here is ~3e-3, the module's central difference (h = 1e-3 ā) is accurate to ~1e-7·|T|, and a 10 % change of
-    T (a wrong ½, a wrong variance) is 3e-4 — so |Δ| ≤ 1e-5·|T| + 1e-13 can fail and does not by chance."""
+    here is −0.145; the module's central difference (h = 1e-3 ā, truncation O(h²)) is off by 4.7e-7·|T|
+    (measured), a 10 % change of T (a wrong ½, a wrong variance) by 1e-1·|T| — so |Δ| ≤ 1e-5·|T| + 1e-13
+    leaves a factor 20 above the method's error and fails every such mutant."""
     d, m, w1, w2, u_sq, b1, b2, eps = 6, 4, 0.7, 0.45, 2.0, 0.3, 0.2, 0.5
     f0, t = _delta_reference(d, m, w1, w2, u_sq, eps, b1, b2)
-    assert abs(t) > 1e-3
+    assert abs(t) > 0.1
     got = im.mlp_output_rho(d, m, w1, w2, u_sq, eps, "gelu", b1, b2)
     assert got == pytest.approx(f0 + t, abs=1e-5 * abs(t) + 1e-13)
     allowance = im.mlp_output_rho_allowance(d, m, w1, w2, u_sq, eps, "gelu", b1, b2)
