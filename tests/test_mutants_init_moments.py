@@ -404,3 +404,15 @@ def test_relu_binomial_range_beyond_hidden_has_zero_mass():
     for m in (1, 5, 64):
         assert stats.binom.pmf(m + 1, m, 0.5) == 0.0
     assert special.comb(3, 4) == 0.0
+
+
+def test_noncentral_float_batches_beyond_one_chunk():
+    """More rows than one 4096-row chunk: every row equals its own one-row evaluation (chunking is invisible),
+    checked on the rows around the chunk boundary and against the Poisson mixture for one of them."""
+    n = 4100
+    a = np.linspace(0.05, 3.0, n)
+    sig = np.linspace(0.0, 5.0, n)
+    big = im.noncentral_chi2_rho(a, sig, 8, 0.3)
+    for i in (0, 4094, 4095, 4096, 4097, n - 1):
+        assert big[i] == pytest.approx(im.noncentral_chi2_rho(float(a[i]), float(sig[i]), 8, 0.3), abs=1e-15)
+    assert big[4096] == pytest.approx(float(rho_noncentral(a[4096], sig[4096], 8 * 0.3, 7)), abs=1e-14)
