@@ -259,12 +259,16 @@ def criterion_cases(draw, placements=("peri", "pre", "post", "none"), device: st
         beta=draw(st.sampled_from([0.0, 0.5, -0.3])), activation=draw(st.sampled_from(["relu", "gelu"])),
         causal=draw(st.booleans()), weight_scale=draw(log_uniform(0.2, 3.0)),
         bias_std=draw(st.sampled_from([0.0, 0.1])),
-        dt=1.0, device=device,
+        dt=1.0, device=device,  # a placeholder: S1 is a statement about a uniform Δt it derives (and dt_probe)
     )
-    return CriterionCase(cfg=cfg, n_instances=4, n_tokens=n, seed=draw(st.integers(0, 2**31 - 1)),
-                         input_scale=draw(log_uniform(0.3, 3.0)), input_mean=draw(st.sampled_from([0.0, 2.0])),
-                         B=draw(log_uniform(1.2, 5.0)), tau=draw(log_uniform(0.1, 3.0)),
-                         dt_probe=draw(log_uniform(1e-3, 3.0)))
+    rest = dict(seed=draw(st.integers(0, 2**31 - 1)), input_scale=draw(log_uniform(0.3, 3.0)),
+                input_mean=draw(st.sampled_from([0.0, 2.0])), B=draw(log_uniform(1.2, 5.0)),
+                tau=draw(log_uniform(0.1, 3.0)), dt_probe=draw(log_uniform(1e-3, 3.0)))
+    # Drawn last so that the knobs above keep the examples they had (issue 11 §1: every parameter away from its
+    # default). The a priori bounds read the drawn weights' norms, so any output or logit scale is admitted; the
+    # first listed value (hypothesis's first try) is not the default.
+    cfg = cfg.replace(out_scale=draw(st.sampled_from([0.5, 1.0, 2.0])), qk_scale=draw(st.sampled_from([2.0, 1.0, 0.0])))
+    return CriterionCase(cfg=cfg, n_instances=4, n_tokens=n, **rest)
 
 
 def _bounds_at(bounds_of: dict, placement: str, dt, subl, kw):
@@ -739,9 +743,14 @@ def codesign_cases(draw, placement: str, device: str = "cpu"):
                       activation=draw(st.sampled_from(["relu", "gelu"])), causal=draw(st.booleans()),
                       weight_scale=draw(log_uniform(0.3, 2.0)), bias_std=draw(st.sampled_from([0.0, 0.2])), dt=dt,
                       device=device)
-    return dict(cfg=cfg, n_tokens=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2**31 - 1)),
+    case = dict(cfg=cfg, n_tokens=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2**31 - 1)),
                 scale=draw(log_uniform(0.3, 3.0)), mean=draw(st.sampled_from([0.0, 1.0, -3.0])),
                 lam=draw(log_uniform(1e-4, 1.0)), c=draw(log_uniform(1e-2, 1e2)), alpha=draw(log_uniform(1.1, 10.0)))
+    # Drawn last so that the knobs above keep the examples they had (issue 11 §1). The S3 identities hold for any
+    # weights; the first listed value (hypothesis's first try) is not the default.
+    case["cfg"] = cfg.replace(out_scale=draw(st.sampled_from([0.5, 1.0, 2.0])),
+                              qk_scale=draw(st.sampled_from([2.0, 1.0, 0.0])))
+    return case
 
 
 def _copy_params(dst: Stack, src: Stack) -> None:
