@@ -223,3 +223,21 @@ def test_x4_meta_theory_without_dt_fails(ctx):
     tallies = nb.check_x4(ctx, energy=no_dt)
     failed = [t.check for t in tallies if not t.passed]
     assert "LNS one token: E‖x_l‖² − E‖x_0‖² vs theory" in failed
+
+
+# ---- log_uniform(first=...) -------------------------------------------------------------------------------------
+def test_log_uniform_first_is_the_first_try_and_draws_stay_in_range():
+    plain = draws(log_uniform(1e-3, 2.0), 1, SEED)
+    assert plain == [1.0]  # the subtle form: the simplest draw is the default Δt
+    shifted = draws(log_uniform(1e-3, 2.0, first=0.5), N_COVERAGE, SEED)
+    assert abs(shifted[0] - 0.5) <= 1e-12 * 0.5  # 10**(log10 0.5) rounds within a few ulps
+    assert all(1e-3 <= v <= 2.0 for v in shifted)
+    # both decades at the ends of the range are reached: the rotation does not fold the range onto part of it
+    assert min(shifted) < 1e-2 and max(shifted) > 1.0
+
+
+def test_log_uniform_rejects_a_first_outside_the_range():
+    with pytest.raises(ValueError, match="first"):
+        log_uniform(0.1, 1.0, first=2.0)
+    with pytest.raises(ValueError, match="lo"):
+        log_uniform(0.0, 1.0)
