@@ -42,7 +42,7 @@ CFG_DEFAULTS = dict(gamma=1.0, beta=0.0, eps=0.0, eps_out=None, dt=1.0, weight_s
                     depth=1)
 
 
-def cfg_params(cfg, n_tokens=None, d_min=2) -> dict:
+def cfg_params(cfg, n_tokens=None) -> dict:
     """The audited parameters of a StackConfig (and the token count) as name -> value."""
     out = {k: getattr(cfg, k) for k in ("gamma", "beta", "eps", "eps_out", "dt", "weight_scale", "out_scale",
                                          "qk_scale", "bias_std", "n_heads", "causal", "activation", "norm")}
@@ -151,11 +151,6 @@ def at_default_everywhere(examples: list, params: Callable, defaults: dict) -> l
     """The listed parameters that sit at their default in every example."""
     values = [params(e) for e in examples]
     return [k for k, dflt in defaults.items() if all(is_default(v[k], dflt) for v in values)]
-
-
-def quick_examples(a: Audited) -> int:
-    """The number of draws run_over makes for the check at the quick level under the active profile."""
-    return len(draws(a.strategy(), a.quick, SEED + a.offset))
 
 
 @pytest.mark.parametrize("a", AUDITED, ids=lambda a: a.name)
