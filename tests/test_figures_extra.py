@@ -238,8 +238,10 @@ def test_tightness_separates_witness_and_random_instances(tight_data):
         assert set(c) == {"witness", "random"}, (i, c)
         assert c["witness"]["worst_max"] == pytest.approx(1.0, abs=1e-9)
         assert c["random"]["typical_min"] < c["random"]["worst_max"] <= 1 + 1e-9
-    # B2's random instances are far from its bounds (the typical ratio is ≪ 1), which the old figure hid
-    assert cols["B2"]["random"]["typical_min"] < 1e-3
+    # B2's random instances are far from its bounds (the typical ratio is ≪ 1), which the old figure hid. Measured
+    # 2.8e-3 since issue 11 §1's draws (deeper first draws, Δt's first try 0.5, RMS/causal first; < 1e-3 before):
+    # a descriptive bound on the figure's content, not a check tolerance.
+    assert cols["B2"]["random"]["typical_min"] < 1e-2
     fake = {"theorems": [{"id": "F2", "checks": [
         {"check": "identity guard", "kind": "inequality", "evidence": "code-identity", "instances": "random",
          "worst_ratio": 1.0, "verdict": "PASS"},

@@ -15,6 +15,7 @@ the check fail. What reduces to what (documented in docs/theorems/F1-F4.md):
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -223,6 +224,13 @@ def _batched_cases(draw, placements, weight_scale_range):
     """A stack case plus a data batch B (the moments need B ≥ 2 for the data-wise variance)."""
     batch = draw(st.integers(1, 3))
     case = draw(stack_cases(placements=placements, weight_scale_range=weight_scale_range, work_budget=3e6 / batch))
+    cfg = case.cfg
+    if cfg.eps_output == 0.0 and cfg.activation == "relu" and "mlp" in cfg.sublayers and cfg.placement in (
+            "peri", "outnorm"):
+        # Outside F2's domain: a ReLU MLP outputs an exactly zero row when every hidden unit is off (probability
+        # 2^-hidden per row and step, not small at d = 2 over 64 steps), and N_out(0) with ε_out = 0 is 0/0.
+        # GELU keeps the ε_out = 0 case (its output row is zero with probability 0), as codesign_cases does.
+        case = dataclasses.replace(case, cfg=cfg.replace(activation="gelu"))
     return case, batch
 
 

@@ -187,7 +187,7 @@ def init_cases(draw, placement: str, device: str = "cpu", d_range: tuple[int, in
         gamma=draw(log_uniform(0.3, 3.0)) * draw(st.sampled_from([1.0, -1.0])), beta=0.0,
         activation=draw(st.sampled_from(["relu", "gelu"])), causal=draw(st.booleans()), dt=dt,
         weight_scale=draw(log_uniform(0.1, 10.0)), qk_scale=draw(st.sampled_from([0.0, 1.0])),
-        out_scale=draw(st.sampled_from([1.0, 0.1])), bias=True, bias_std=draw(st.sampled_from([0.0, 0.5])),
+        out_scale=draw(st.sampled_from([1.0, 0.1])), bias=True, bias_std=draw(st.sampled_from([0.5, 0.0])),
         device=device,
     )
     return StackCase(cfg=cfg, n_instances=_instances(cfg), n_tokens=draw(st.integers(1, max_tokens)),

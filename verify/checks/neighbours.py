@@ -50,7 +50,7 @@ from verify.engine.stats import (
     band_from_summary,
     z_two_sided,
 )
-from verify.engine.strategies import run_over
+from verify.engine.strategies import log_uniform, run_over
 from verify.engine.zoo import Stack, StackConfig, sample_inputs
 
 U = float(np.finfo(np.float64).eps) / 2  # unit round-off of float64, 1.1e-16
@@ -537,13 +537,14 @@ def check_x3(ctx: Context, *, constants=deepnorm_constants, budget=deepnorm_upda
 # =====================================================================================================================
 @functools.lru_cache(maxsize=64)
 def measure_lns_energy(d: int, n_blocks: int, activation: str, n_instances: int, seed: int,
-                       device: str = "cpu") -> np.ndarray:
-    """LNS stack (X⁺ = X + F(N(X)/√ℓ)), Xiong's setting, one token: (‖x_l‖² − ‖x_0‖²)/d for l = 1..L: (I, L)."""
-    cfg = _xiong_cfg(d, n_blocks, "lns", device, activation=activation)
+                       device: str = "cpu", dt: float = 1.0, input_scale: float = 1.0) -> np.ndarray:
+    """LNS stack (X⁺ = X + Δt F(N(X)/√ℓ)), Xiong's setting, one token, input entries N(0, input_scale²):
+    (‖x_l‖² − ‖x_0‖²)/d for l = 1..L: (I, L)."""
+    cfg = _xiong_cfg(d, n_blocks, "lns", device, activation=activation, dt=dt)
     out = []
     for j, size in enumerate(_chunks(cfg, n_instances)):
         stack = Stack(cfg, size, seed=seed + 1000 * j)
-        x = sample_inputs(cfg, size, 1, seed=seed + 1000 * j + 1)
+        x = sample_inputs(cfg, size, 1, seed=seed + 1000 * j + 1, scale=input_scale)
         with torch.no_grad():
             _, states = stack(x, trajectory=True)
         e = torch.stack([s.pow(2).sum((-1, -2)) for s in states])  # (K + 1, I)
@@ -553,8 +554,13 @@ def measure_lns_energy(d: int, n_blocks: int, activation: str, n_instances: int,
 
 @st.composite
 def _lns_cases(draw):
-    return (draw(st.integers(16, 32)), draw(st.integers(2, 12)), draw(st.sampled_from(["relu", "gelu"])),
-            draw(st.integers(0, 2**31 - 1)))
+    # Δt (uniform: lns_energy's statement) and the input scale drawn away from 1 (issue 11 §1). The increment
+    # E‖x_l‖² − E‖x_0‖² does not depend on ‖x_0‖ (ε = 0: N(X) is scale-free), which drawing the scale tests.
+    # Drawn last so that the first four knobs keep the examples they had.
+    d, n_blocks, act, seed = (draw(st.integers(16, 32)), draw(st.integers(2, 12)),
+                              draw(st.sampled_from(["relu", "gelu"])), draw(st.integers(0, 2**31 - 1)))
+    return (d, n_blocks, act, seed, draw(st.sampled_from([0.5, 1.0, 2.0]) | log_uniform(0.2, 2.0)),
+            draw(st.sampled_from([3.0, 1.0, 0.3]) | log_uniform(0.3, 3.0)))
 
 
 @register(
@@ -577,23 +583,24 @@ def check_x4(ctx: Context, *, energy=lns_energy, examples: int | None = None) ->
     measured = []
 
     def one(case):
-        d, n_blocks, act, seed = case
+        d, n_blocks, act, seed, dt, scale = case
         inst = ctx.examples(400, 1600)
-        e = measure_lns_energy(d, n_blocks, act, inst, seed, ctx.device)
-        th = np.array([energy(l, d, act, x0_energy=0.0) for l in range(1, n_blocks + 1)]) / d
-        bands.add(e, th, case=dict(d=d, blocks=n_blocks, activation=act, I=inst))
-        measured.append((d, n_blocks, act, e))
+        e = measure_lns_energy(d, n_blocks, act, inst, seed, ctx.device, dt=dt, input_scale=scale)
+        th = np.array([energy(l, d, act, dt=dt, x0_energy=0.0) for l in range(1, n_blocks + 1)]) / d
+        bands.add(e, th, case=dict(d=d, blocks=n_blocks, activation=act, I=inst, dt=dt, input_scale=scale))
+        measured.append((d, n_blocks, act, dt, e))
 
     run_over(_lns_cases(), one, examples=examples or ctx.examples(3, 12), seed=ctx.seed + 1001)
-    one((32, 16, "relu", ctx.seed + 1011))  # fixed: deep enough for the harmonic/linear gap to be wide
+    one((32, 16, "relu", ctx.seed + 1011, 1.0, 1.0))  # fixed: deep enough for the harmonic/linear gap to be wide
     bands.record(band)
     for L in (1, 2, 5, 16, 64):
         harm.identity(lns_energy(L, 8, "relu"), 8 * (1 + 1.5 * harmonic_number(L)), rtol=64 * U, case=dict(L=L))
     z = z_two_sided(DEFAULT_FALSE_ALARM, sum(e.shape[1] for *_, e in measured))
-    for d, n_blocks, act, e in measured:
-        lin = 1.5 * np.arange(1, n_blocks + 1)  # X1(b)'s one-token pre increment: (3/2)l
+    for d, n_blocks, act, dt, e in measured:
+        lin = 1.5 * dt * dt * np.arange(1, n_blocks + 1)  # X1(b)'s one-token pre increment: (3/2)Δt²l
         lower_edge = e.mean(0) - z * e.std(0, ddof=1) / math.sqrt(e.shape[0])
-        sub.inequality(lower_edge, lin, rtol=0.0, atol=1e-12, case=dict(d=d, blocks=n_blocks, activation=act))
+        sub.inequality(lower_edge, lin, rtol=0.0, atol=1e-12, case=dict(d=d, blocks=n_blocks, activation=act,
+                                                                         dt=dt))
     sub.note(**{"relu, L=16: LNS/linear increment (theory)": 1.5 * harmonic_number(16) / (1.5 * 16)})
     return [band, harm, sub]
 
@@ -618,7 +625,15 @@ def _identical_token_cases(draw):
                       activation=draw(st.sampled_from(["relu", "gelu"])), causal=draw(st.booleans()),
                       dt=draw(st.sampled_from([0.1, 1.0])), qk_scale=draw(st.sampled_from([1.0, 3.0])),
                       bias_std=draw(st.sampled_from([0.0, 0.5])))
-    return (cfg, draw(st.integers(2, 12)), draw(st.integers(0, 2**31 - 1)))
+    n_tokens, seed = draw(st.integers(2, 12)), draw(st.integers(0, 2**31 - 1))
+    # The statement holds for any weights and norm parameters (issue 11 §1: draw them away from their defaults);
+    # the first listed value is the one hypothesis tries first, so it is never the default. Drawn last so that
+    # the knobs above keep the examples they had.
+    cfg = cfg.replace(gamma=draw(st.sampled_from([1.7, -0.6, 1.0]) | log_uniform(0.3, 3.0)),
+                      beta=draw(st.sampled_from([0.4, -1.0, 0.0])),
+                      weight_scale=draw(st.sampled_from([2.0, 0.5, 1.0]) | log_uniform(0.2, 5.0)),
+                      out_scale=draw(st.sampled_from([0.3, 1.0, 3.0])))
+    return (cfg, n_tokens, seed)
 
 
 def identical_token_grads(cfg: StackConfig, n_tokens: int, n_instances: int, seed: int,

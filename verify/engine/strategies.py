@@ -47,11 +47,25 @@ def load_profile_from_env() -> str:
 
 
 # ---- scalar strategies ---------------------------------------------------------------------------------------
-def log_uniform(lo: float, hi: float) -> st.SearchStrategy[float]:
-    """Floats whose log10 is uniform on [log10 lo, log10 hi]."""
+def log_uniform(lo: float, hi: float, first: float | None = None) -> st.SearchStrategy[float]:
+    """Floats whose log10 is uniform on [log10 lo, log10 hi].
+
+    Hypothesis tries the simplest value first, which for a range around 1 is 10**0 = 1 — often a parameter's
+    default. ``first`` (in [lo, hi]) makes that first try ``first`` instead: u ∈ [0, 1] is rotated by the fraction
+    of the log-range below ``first`` (mod 1), a measure-preserving map, so a uniform u stays log-uniform (hypothesis's
+    own preference for simple floats — u = 0, 1 — moves with it to ``first``).
+    """
     if not (0 < lo <= hi):
         raise ValueError(f"log_uniform needs 0 < lo <= hi, got lo={lo}, hi={hi}")
-    return st.floats(math.log10(lo), math.log10(hi)).map(lambda e: float(10.0 ** e))
+    a, b = math.log10(lo), math.log10(hi)
+    if first is None:
+        return st.floats(a, b).map(lambda e: float(10.0 ** e))
+    if not (lo <= first <= hi):
+        raise ValueError(f"log_uniform needs lo <= first <= hi, got first={first}, lo={lo}, hi={hi}")
+    if a == b:
+        return st.just(float(lo))
+    f = (math.log10(first) - a) / (b - a)
+    return st.floats(0.0, 1.0).map(lambda u: float(min(hi, max(lo, 10.0 ** (a + ((u + f) % 1.0) * (b - a))))))
 
 
 def epsilons(lo: float = 1e-12, hi: float = 1e-2, allow_zero: bool = True) -> st.SearchStrategy[float]:
@@ -102,7 +116,7 @@ class StackCase:
 def stack_cases(
     draw,
     placements: Sequence[str] = tuple(p.value for p in Placement),
-    norms: Sequence[str] = ("layer", "rms"),
+    norms: Sequence[str] = ("rms", "layer"),
     d_range: tuple[int, int] = (2, 256),
     max_steps: int = 64,
     max_tokens: int = 16,
@@ -114,7 +128,7 @@ def stack_cases(
     eps_zero: bool = True,
     sublayers: Sequence[tuple[str, ...]] = (("attn", "mlp"), ("mlp",), ("attn",)),
     activations: Sequence[str] = ("relu", "gelu"),
-    causal: Sequence[bool] = (False, True),
+    causal: Sequence[bool] = (True, False),
     input_scale_range: tuple[float, float] = (1e-2, 1e2),
     work_budget: float = 3e6,
     max_instances: int = 8,
@@ -123,6 +137,10 @@ def stack_cases(
     eps_out_drawn: bool = True,
 ):
     """A :class:`StackCase` with every knob drawn, sized so that ``I·n·d²·K ≤ work_budget``.
+
+    Categorical knobs list a non-default value first (RMSNorm, causal), and the depth counts down from the
+    budget's maximum, because hypothesis tries the first value first and the quick level draws few examples
+    (issue 11 §1; tests/test_strategy_coverage.py).
 
     ``work_budget`` bounds one example's cost (a float64 matmul chain of that many multiply-adds ≈ a few ms
     here), so wide examples get few steps and instances, narrow ones many.
@@ -134,13 +152,18 @@ def stack_cases(
     per_block = len(subl)
     # Depth the budget allows at this width with one instance (MLP cost ≈ 8 d² per token per step).
     max_k = max(1, min(max_steps, int(work_budget // (8 * n * d * d))))
-    n_blocks = draw(st.integers(1, max(1, max_k // per_block)))
+    # Counted down from the deepest the budget allows: hypothesis's first try (0) is then the deepest stack, not
+    # one block (the quick level draws as few as 3 examples per placement).
+    max_blocks = max(1, max_k // per_block)
+    n_blocks = max_blocks - draw(st.integers(0, max_blocks - 1))
     n_steps = n_blocks * per_block
     inst = max(1, min(max_instances, int(work_budget // (8 * n * d * d * n_steps))))
+    # Δt's first try is 0.5 (clipped into the range), not 10**0 = 1: at Δt = 1 a theory that drops Δt is invisible
+    dt_draw = log_uniform(*dt_range, first=min(dt_range[1], max(dt_range[0], 0.5)))
     if per_step_dt and draw(st.booleans()):
-        dt = tuple(draw(st.lists(log_uniform(*dt_range), min_size=n_steps, max_size=n_steps)))
+        dt = tuple(draw(st.lists(dt_draw, min_size=n_steps, max_size=n_steps)))
     else:
-        dt = draw(log_uniform(*dt_range))
+        dt = draw(dt_draw)
     eps = draw(epsilons(allow_zero=eps_zero))
     cfg = StackConfig(
         d=d, n_blocks=n_blocks, placement=placement, n_heads=heads, sublayers=subl,
@@ -156,8 +179,10 @@ def stack_cases(
     # Drawn last so that the knobs above keep the examples they had before these were added (issue 11 §1: every
     # parameter away from its default — the residual-branch output scale, the attention logit scale, peri's ε_out).
     extra = {}
-    if out_scale_range is not None and draw(st.booleans()):
-        extra["out_scale"] = draw(log_uniform(*out_scale_range))
+    # (not booleans(): hypothesis's first try, False, would keep out_scale at its default in the first example)
+    if out_scale_range is not None and not draw(st.booleans()):
+        lo, hi = out_scale_range
+        extra["out_scale"] = draw(log_uniform(lo, hi, first=math.sqrt(lo * hi) if lo * hi != 1.0 else lo))
     if len(qk_scales) > 1:
         extra["qk_scale"] = draw(st.sampled_from(list(qk_scales)))
     if eps_out_drawn and placement == "peri" and draw(st.booleans()):
