@@ -242,6 +242,20 @@ def test_water_level_on_a_tie_matches_bisection(lw, tau):
     assert not np.any(active & ~np.isfinite(lw))
 
 
+def test_s2_schedule_meets_a_steep_forward_budget_exactly():
+    """Soak seed 1006149505: both budgets bind and c·Δt is steep in μ, so brentq's few-ulp root gave
+    c·Δt = β_F(1 + 1.5e-12), outside the feasibility check's round-off rtol; μ is now stepped to feasibility."""
+    c = np.array([1.0, 0.10856536220950747, 4.765035218667089, 4.908097844739854, 0.1985180474993786])
+    ell = np.array([0.25013194353432827, 9.999999999999998, 7.889600785751664, 1.0, 0.20918154337790612])
+    tau = 0.07625996768657374
+    beta = 0.05 * float(c @ optimal_step_sizes(c, ell, np.inf, tau).dt)
+    sol = optimal_step_sizes(c, ell, beta, tau)
+    assert sol.binding == "both"
+    assert float(c @ sol.dt) <= beta
+    assert float(np.sum(-np.log1p(-ell * sol.dt))) <= tau * (1 + 1e-12)
+    assert schedule_dual_value(c, ell, beta, tau, sol.lam, sol.mu) == pytest.approx(sol.total_time, rel=1e-9)
+
+
 def test_s2_meta_wrong_water_level_fails(ctx):
     """A water level 10% off (λ·1.1) loses optimality: scipy and the duality certificate disagree with it."""
     def wrong(c, ell, beta, tau):

@@ -870,7 +870,7 @@ def optimal_step_sizes(c, ell, forward_budget, tau, *, level_factor: float = 1.0
             dt = dt_tie * (beta / float(np.dot(c_arr, dt_tie)))
             return OptimalSchedule(dt, float(np.sum(dt)), 0.0, mu_hi, "forward", unique=int(np.sum(tie)) == 1)
         mu = optimize.brentq(g, 0.0, mu_edge, xtol=1e-300, rtol=4 * np.finfo(float).eps)
-    dt, loglam = fill(mu)
+    dt, loglam = fill(mu := _feasible_mu(g, mu, mu_hi))
     return OptimalSchedule(dt, float(np.sum(dt)), math.exp(loglam), float(mu), "both")
 
 
@@ -913,3 +913,17 @@ def one_sided_optimal_time(ell, tau) -> tuple[float, int]:
     require_positive("tau", tau)
     k = int(np.argmin(ell_arr))
     return math.expm1(tau) / float(ell_arr[k]), k
+
+
+def _feasible_mu(g, mu: float, mu_hi: float) -> float:
+    """The smallest float64 μ' ≥ ``mu`` (within 4096 ulps) with g(μ') ≤ 0, for the decreasing forward excess g.
+
+    brentq's root is accurate to a few ulps of μ, but where the schedule is steep in μ a few ulps move c·Δt by more
+    than round-off (soak seed 1006149505: c·Δt = β_F(1 + 1.5e-12)); the closed form must be feasible, so μ is
+    stepped up, one ulp at a time, until the forward budget holds. The optimum moves by the same few ulps.
+    """
+    for _ in range(4096):
+        if g(mu) <= 0 or mu >= mu_hi:
+            return mu
+        mu = float(np.nextafter(mu, math.inf))
+    raise ArithmeticError(f"S2: no feasible forward multiplier within 4096 ulps of mu={mu!r}")  # pragma: no cover
