@@ -276,6 +276,13 @@ def test_b3_gradient_norms_stay_in_envelope_on_real_backward_passes(ctx):
     assert s_last > s_first and last < first  # hidden states grow, the deviation shrinks
 
 
+# Which tally must catch each wrong exponent, whatever the seed: p = 1/2 (too tight) is violated by the fixed linear
+# none-stack witness (the random stacks need not violate it: soak seed 2328895540 drew none that did, and the old
+# assertion, which accepted only the random tally or the attainment witness, failed although the check failed);
+# p = 2 (too loose) is no longer attained by that witness.
+B3_WRONG_EXPONENT_CATCHER = {0.5: "witness ‖p_k‖ ≤ ∏(1+a_j)‖p_K‖", 2.0: "witness: linear none-stack attains both sides"}
+
+
 @pytest.mark.parametrize("power", [0.5, 2.0])
 def test_b3_meta_wrong_exponent_fails(ctx, power):
     """Meta: an envelope with a wrong exponent, ∏(1+a_j)^p (p = 1/2 too tight, p = 2 too loose), fails."""
@@ -283,8 +290,7 @@ def test_b3_meta_wrong_exponent_fails(ctx, power):
         lower, upper, expo = tb.gradient_envelope(a, p_final_norm)
         return lower, p_final_norm * (upper / p_final_norm) ** power, expo * 0 + np.inf
     tallies = cb.check_b3(ctx, envelope=wrong, placements=("pre", "none"))
-    assert {"‖p_k‖ ≤ ∏(1+a_j)‖p_K‖ (a_j from B2)", "witness: linear none-stack attains both sides"} & set(
-        failed(tallies)), describe(tallies)
+    assert B3_WRONG_EXPONENT_CATCHER[power] in set(failed(tallies)), describe(tallies)
 
 
 def test_b3_envelope_closed_form():
