@@ -242,7 +242,11 @@ def check_x1(ctx: Context, *, post_energy=xiong_post_presum_energy, pre_bounds=x
     depth = 4 if ctx.level == "quick" else 8
     one_bands, rec_bands = BandSet(), BandSet()
     bracket_rows = []
-    for d, n_tokens, inst in ((32, 1, 600), (16, 1, 600), (32, 8, 200), (32, 64, 48)) if "pre" in parts else ():
+    # The n = 64 case had 48 instances; its paired differences are skewed (skewness 0.88, excess kurtosis 1.4, pooled
+    # over 80 seeds), which makes the Student-t band's left tail heavier than nominal at small I: resampling those
+    # differences, P(t < −5.09) = 3e-5 at I = 48 against Student's 3.1e-6 (so the tally's false alarm was ≈ 5e-4,
+    # not 1e-4; soak seed 547623488 drew t = −5.3), and < 1e-5 at I = 192 (0 of 10⁵), where the band is nominal.
+    for d, n_tokens, inst in ((32, 1, 600), (16, 1, 600), (32, 8, 200), (32, 64, 192)) if "pre" in parts else ():
         m = measure_pre_energy(d, depth, n_tokens, ctx.examples(inst, 3 * inst), ctx.seed + 711 + n_tokens, dev)
         ls = np.arange(1, depth + 1)
         lo_hi = np.array([pre_bounds(d, int(l), x0_energy=0.0) for l in ls]) / d  # increments: E‖x_0‖² removed
