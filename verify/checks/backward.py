@@ -700,6 +700,11 @@ def check_b4(ctx: Context, gradient_scale=homogeneous_gradient_scale, radial=eul
                 radial_pre.identity(_np(inner / scale), 0.0, rtol=0.0, atol=B4_ORTHO_TOL, case={**desc, "step": k})
 
     run_over(cases(), example, examples=ctx.examples(20, 100), seed=ctx.seed + 105)
+    # One fixed pre-LN LayerNorm case (ε = 0), so the radial identity is always exercised: the drawn cases need not
+    # contain one (RMSNorm and peri are drawn too; soak seed 1438851349 drew none, and the part was NOT RUN).
+    example((StackCase(StackConfig(d=6, n_blocks=2, placement="pre", n_heads=2, norm="layer", eps=0.0, eps_out=0.0,
+                                   bias=False, activation="gelu", causal=True, dt=(0.3, 1.7, 0.05, 0.6),
+                                   device=ctx.device), 3, 4, 20251203, 1.2, 1.0), np.array([1e-2, 1.0, 30.0])))
     for key, vals in numbers.items():
         if vals:
             vals.sort()
