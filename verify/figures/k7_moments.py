@@ -306,19 +306,11 @@ def _adamw(init_state, gpt: GPT, it: dict, lr_factors: list[float], betas, histo
 
 def train_group(group: dict, spec: dict, corpus_path, corpus_bytes, instance_ids: list[int]) -> list[dict]:
     """Train the group's instances ``instance_ids`` as one BatchedGPT and measure each; one record per instance."""
-    from verify.training.batched import BatchedGPT, BatchedTrainConfig, train_batched
-    from verify.training.corpus import load_corpus as _load
+    from verify.training.batched import train_batched
 
-    corpus = _load(corpus_path, **({} if corpus_bytes is None else {"max_bytes": corpus_bytes}))
     insts = [group["instances"][i] for i in instance_ids]
     tr = group["train"]
-    gcfg = gpt_config(vocab_size=corpus.vocab_size, dtype=DTYPES[spec["dtype"]], device=spec["device"], **group["gpt"])
-    model = BatchedGPT(gcfg, [it["seed"] for it in insts], dt=[it["dt"] for it in insts])
-    tcfg = BatchedTrainConfig(steps=tr["steps"], batch_size=tr["batch_size"], lr=tuple(it["lr"] for it in insts),
-                              warmup=tr["warmup"], weight_decay=tuple(it["weight_decay"] for it in insts),
-                              eval_every=tr["eval_every"], eval_batches=tr["eval_batches"], progress=False)
-    mrng = np.random.default_rng(777)
-    mon_x, mon_y = corpus.batch("val", tr["monitor_batch"] * N_SUB, gcfg.block_size, mrng, model.device)
+    corpus, gcfg, model, tcfg, mon_x, mon_y = _batched_setup(group, spec, insts, corpus_path, corpus_bytes)
     log: list[dict] = []
     f9 = group["gpt"]["placement"] == "pre" and certificates_available()
     snaps: dict[int, list] = {i: [] for i in range(len(insts))}
@@ -538,19 +530,11 @@ def train_windows(group: dict, spec: dict, corpus_path, corpus_bytes, instances:
     probe batch F9 (c) uses (float64). One record per instance: per w the last layer's measured/bound at every
     step, its minimum and the step of the minimum; the same for the zero window (F3 at the step's own weights)."""
     from verify.training import adamw_trajectory as traj
-    from verify.training.batched import BatchedGPT, BatchedTrainConfig, train_batched
+    from verify.training.batched import train_batched
     from verify.training.certificates import _float64
-    from verify.training.corpus import load_corpus as _load
 
-    corpus = _load(corpus_path, **({} if corpus_bytes is None else {"max_bytes": corpus_bytes}))
     tr = group["train"]
-    gcfg = gpt_config(vocab_size=corpus.vocab_size, dtype=DTYPES[spec["dtype"]], device=spec["device"], **group["gpt"])
-    model = BatchedGPT(gcfg, [it["seed"] for it in instances], dt=[it["dt"] for it in instances])
-    tcfg = BatchedTrainConfig(steps=tr["steps"], batch_size=tr["batch_size"], lr=tuple(it["lr"] for it in instances),
-                              warmup=tr["warmup"], weight_decay=tuple(it["weight_decay"] for it in instances),
-                              eval_every=tr["eval_every"], eval_batches=tr["eval_batches"], progress=False)
-    mrng = np.random.default_rng(777)
-    mon_x, _ = corpus.batch("val", tr["monitor_batch"] * N_SUB, gcfg.block_size, mrng, model.device)
+    corpus, gcfg, model, tcfg, mon_x, _ = _batched_setup(group, spec, instances, corpus_path, corpus_bytes)
     x = mon_x[:CERT_BATCH]
     gpts = [model.instance(i) for i in range(len(instances))]
     probes = [_float64(g) for g in gpts]
@@ -818,3 +802,19 @@ def draw(data: dict, path) -> None:
 
 register_figure(NAME, title="K7: hidden-state moments across layers of trained GPTs (seeds, growth law, bounds)",
                 data=data, draw=draw)
+
+def _batched_setup(group: dict, spec: dict, insts: list, corpus_path, corpus_bytes):
+    """The corpus, config, BatchedGPT, train config and monitor batch of one group's instances (K7 and F9b runs)."""
+    from verify.training.batched import BatchedGPT, BatchedTrainConfig
+    from verify.training.corpus import load_corpus
+
+    corpus = load_corpus(corpus_path, **({} if corpus_bytes is None else {"max_bytes": corpus_bytes}))
+    tr = group["train"]
+    gcfg = gpt_config(vocab_size=corpus.vocab_size, dtype=DTYPES[spec["dtype"]], device=spec["device"], **group["gpt"])
+    model = BatchedGPT(gcfg, [it["seed"] for it in insts], dt=[it["dt"] for it in insts])
+    tcfg = BatchedTrainConfig(steps=tr["steps"], batch_size=tr["batch_size"], lr=tuple(it["lr"] for it in insts),
+                              warmup=tr["warmup"], weight_decay=tuple(it["weight_decay"] for it in insts),
+                              eval_every=tr["eval_every"], eval_batches=tr["eval_batches"], progress=False)
+    mon_x, mon_y = corpus.batch("val", tr["monitor_batch"] * N_SUB, gcfg.block_size, np.random.default_rng(777),
+                                model.device)
+    return corpus, gcfg, model, tcfg, mon_x, mon_y
