@@ -40,11 +40,9 @@ def build_data(preset: str = "cpu", retrain: bool = False, workers: int | None =
         p, L = row["placement"], str(row["depth"])
         max_lr.setdefault(p, {})[L] = {f"{e['dt']:g}": e["predicted"] for e in row["per_dt"]}
         measured_lr.setdefault(p, {})[L] = {f"{e['dt']:g}": e["measured"]["estimate"] for e in row["per_dt"]}
-        ok = [r for r in runs if r["config"]["placement"] == p and str(r["config"]["depth"]) == L
-              and not r["diverged"] and r["val_loss"] is not None]
-        if ok:
-            b = min(ok, key=lambda r: r["val_loss"])
-            best_dt.setdefault(p, {})[L] = {"dt": b["config"]["dt"], "lr": b["config"]["lr"], "val_loss": b["val_loss"]}
+        b = _best_setting([r for r in runs if r["config"]["placement"] == p and str(r["config"]["depth"]) == L])
+        if b:
+            best_dt.setdefault(p, {})[L] = b
     data = {
         "preset": preset, "grid": {k: list(v) if isinstance(v, tuple) else v
                                    for k, v in grid.__dict__.items()},
@@ -75,9 +73,37 @@ def build_data(preset: str = "cpu", retrain: bool = False, workers: int | None =
                               for L in sorted({row["depth"] for row in gr["max_lr"].values()})}
                           for p in dict.fromkeys(row["placement"] for row in gr["max_lr"].values())},
     })
+    # Several seeds (issue 9 §1; the guide: one seed is an anecdote): intervals on the held-out accuracies, and how
+    # far the measured boundary moves between seeds.
+    data["intervals"] = analysis.held_out_intervals(runs, ev, gr)
+    data["seed_spread"] = analysis.seed_spread(runs, primary, theta)
+    data["lr_only_brackets"] = analysis.lr_only_summary(runs)
+    # Trainability (learned more than the unigram distribution) and K5's "Δt < 1 trains better", paired by seed.
+    h_uni = analysis.unigram_reference(grid.sizes())
+    data["trainability"] = analysis.trainability(runs, h_uni, small_dt=min(grid.dts),
+                                                 ref_dt=1.0 if 1.0 in grid.dts else max(grid.dts))
+    if sum(not analysis.learned(r, h_uni) for r in runs if r["config"]["lr"] >= analysis.LEARN_LR_FLOOR) >= 2:
+        data["trainability"]["criteria"] = analysis.evaluate_trainability(runs, h_uni)
+    if preset == "cpu":
+        long_runs = runner.atlas_runs(runner.grid_for("long"), retrain=retrain, cache_name="atlas_long",
+                                      workers=workers, cache_dir=cache_dir)
+        data["long"] = analysis.compare_long(runs, long_runs)
     if with_schedules:
         data["schedules"] = schedules.compare(preset, grid, retrain=retrain, workers=workers, cache_dir=cache_dir)
     return data
+
+
+def _best_setting(rs: list[dict]) -> dict | None:
+    """The (Δt, lr) with the lowest validation loss averaged over seeds, among those where no seed diverged."""
+    by: dict[tuple, list] = {}
+    for r in rs:
+        by.setdefault((r["config"]["dt"], r["config"]["lr"]), []).append(r)
+    ok = {k: [r["val_loss"] for r in v] for k, v in by.items()
+          if all(not r["diverged"] and r["val_loss"] is not None for r in v)}
+    if not ok:
+        return None
+    (dt, lr), vals = min(ok.items(), key=lambda kv: (sum(kv[1]) / len(kv[1]), kv[0]))
+    return {"dt": dt, "lr": lr, "val_loss": sum(vals) / len(vals), "seeds": len(vals)}
 
 
 def _load(path: Path | None) -> dict:
@@ -129,8 +155,8 @@ def advice(placement: str, depth: int, d: int, atlas: dict | None = None, atlas_
                      + (" — S4 does not beat it" if model["held_out_accuracy"] <= model["best_baseline_accuracy"]
                         else ""))
     if rec_dt is not None:
-        lines.append(f"recommended Δt = {rec_dt:g} (lowest validation loss on the atlas among runs that trained, "
-                     f"at lr {best['lr']:.3g})")
+        lines.append(f"recommended Δt = {rec_dt:g} (lowest validation loss on the atlas, mean over "
+                     f"{best.get('seeds', 1)} seed(s), among settings where no seed diverged: lr {best['lr']:.3g})")
     out = {"lines": lines, "predicted_region": region, "recommended_dt": rec_dt, "atlas_accuracy": acc,
            "placement": near, "depth": int(L), "atlas_d": model["d"]}
     dt, lr = measured.get("dt"), measured.get("lr")

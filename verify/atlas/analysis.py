@@ -387,3 +387,253 @@ def evaluate_growth(runs: list[dict], crit: dict | None = None, primary: str | N
                                          for f in (0.5, 1.0, 2.0)},
             "swapped": {"map": SWAP, "held_out_accuracy": sw["held_out_accuracy"],
                         "held_out_auc": sw["held_out_auc"], "threshold": sw["threshold"]}}
+
+
+# ---- several seeds: the spread of the measured boundary, and intervals on the held-out accuracies --------------
+
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 20261204
+
+
+def _line(c: dict) -> tuple:
+    """A run's line: the runs of one (placement, depth, Δt, seed) share θ₀ and the batches, so they are resampled
+    together (a cluster bootstrap), not as independent runs."""
+    return (c["placement"], c["depth"], float(c["dt"]), c["seed"])
+
+
+def cluster_bootstrap(runs: list[dict], correct: dict[str, np.ndarray], reference: str | None = None,
+                      resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict:
+    """95 % percentile intervals of held-out accuracies by a cluster bootstrap over lines (``_line``).
+
+    ``correct[name]`` is per held-out run (``held_out_correct`` order) whether criterion ``name`` was right; with
+    ``reference`` also the interval of every other criterion's accuracy minus the reference's on the same
+    resampled runs (paired). Deterministic: the resampling generator is seeded with ``seed``.
+    """
+    held = [r for r in runs if pr.split_half(config_key(r["config"])) == "held_out"]
+    if not held:
+        raise ValueError("runs has no held-out run")
+    for name, c in correct.items():
+        if len(c) != len(held):
+            raise ValueError(f"correct[{name!r}] has {len(c)} entries for {len(held)} held-out runs")
+    lines: dict[tuple, list[int]] = {}
+    for i, r in enumerate(held):
+        lines.setdefault(_line(r["config"]), []).append(i)
+    groups = list(lines.values())
+    sizes = np.array([len(g) for g in groups], dtype=float)
+    hits = {n: np.array([np.sum(np.asarray(c, dtype=bool)[g]) for g in groups], dtype=float)
+            for n, c in correct.items()}
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(groups), size=(resamples, len(groups)))
+    counts = np.apply_along_axis(np.bincount, 1, draws, minlength=len(groups)).astype(float)
+    n_runs = counts @ sizes
+    acc = {n: (counts @ h) / n_runs for n, h in hits.items()}
+    out = {"resamples": resamples, "clusters": len(groups), "seed": seed,
+           "accuracy": {n: [float(np.quantile(a, 0.025)), float(np.quantile(a, 0.975))] for n, a in acc.items()}}
+    if reference is not None:
+        out["reference"] = reference
+        out["minus_reference"] = {n: [float(np.quantile(a - acc[reference], 0.025)),
+                                      float(np.quantile(a - acc[reference], 0.975))]
+                                  for n, a in acc.items() if n != reference}
+    return out
+
+
+def held_out_intervals(runs: list[dict], ev: dict, growth: dict | None = None) -> dict:
+    """``cluster_bootstrap`` of every criterion scored in ``ev`` (and the growth-aware one), paired against
+    ``lr_only`` — the null model a criterion must beat."""
+    correct = {n: held_out_correct(runs, _finite(np.array([SCORES[n](r) for r in runs], dtype=float)),
+                                   ev["criteria"][n]["threshold"]) for n in (*S4_CRITERIA, *BASELINES)}
+    if growth is not None:
+        correct["growth"] = held_out_correct(runs, growth_scores(runs, growth["variant"]), growth["threshold"])
+    return cluster_bootstrap(runs, correct, reference="lr_only")
+
+
+def seed_spread(runs: list[dict], name: str, threshold: float, ref_dt: float = 1.0) -> dict:
+    """Per (placement, depth, Δt), each seed's own measured bracket and S4's lr* from that seed's init alone: how
+    far the measured boundary moves between seeds (max/min of the estimates), and in how many (cell, seed) pairs
+    S4's prediction is within 2× of that seed's measurement. Per "placement/L=depth" the row at ``ref_dt``."""
+    table: dict = {}
+    pairs = hits = 0
+    for (p, L, dt), rs in sorted(_cells(runs).items()):
+        per = []
+        for s in sorted({r["config"]["seed"] for r in rs}):
+            row = sorted((r for r in rs if r["config"]["seed"] == s), key=lambda r: r["config"]["lr"])
+            meas = pr.measured_max_lr([r["config"]["lr"] for r in row], [bool(r["diverged"]) for r in row])
+            pred = predicted_cell_max_lr(row, name, threshold)
+            ok = pr.within_factor(pred, meas, 2.0)
+            pairs, hits = pairs + 1, hits + int(ok)
+            per.append({"seed": s, "measured": meas, "predicted": pred, "within_2x": ok})
+        est = [e["measured"]["estimate"] for e in per]
+        table.setdefault(f"{p}/L={L}", {"placement": p, "depth": L, "per_dt": []})["per_dt"].append(
+            {"dt": dt, "seeds": per, "spread": float(max(est) / min(est)),
+             "censored": sorted({e["measured"]["censored"] or "none" for e in per})})
+    for row in table.values():
+        ref = min(row["per_dt"], key=lambda e: abs(math.log(e["dt"] / ref_dt)))
+        row.update({"ref_dt": ref["dt"], "spread": ref["spread"],
+                    "estimates": [e["measured"]["estimate"] for e in ref["seeds"]]})
+    return {"cells": table, "pairs": pairs, "within_2x": hits / pairs if pairs else math.nan,
+            "max_spread": max(e["spread"] for row in table.values() for e in row["per_dt"]) if table else math.nan}
+
+
+def lr_only_summary(runs: list[dict]) -> dict:
+    """Per placement and depth, the measured lr* bracket at every Δt (majority over seeds): how much of the
+    boundary a single learning rate explains."""
+    out: dict = {}
+    for (p, L, dt), rs in sorted(_cells(runs).items()):
+        out.setdefault(p, {}).setdefault(str(L), {})[f"{dt:g}"] = _measured_bracket(rs)
+    return out
+
+
+def compare_long(short: list[dict], long: list[dict]) -> dict:
+    """The same (placement, depth, Δt, lr, seed) trained 60 and 300 steps: per cell both measured brackets (the
+    300-step runs' lr grid is a subset of the 60-step one), the diverged counts, and the best validation loss."""
+    def key(c):
+        return (c["placement"], c["depth"], float(c["dt"]), c["seed"])
+
+    lc = {key(r["config"]) for r in long}
+    lrs = {r["config"]["lr"] for r in long}
+    sh = [r for r in short if key(r["config"]) in lc and r["config"]["lr"] in lrs]
+    if not sh:
+        raise ValueError("the long runs share no (placement, depth, Δt, seed, lr) with the short ones")
+    out = {"steps": {"short": sh[0]["config"]["steps"], "long": long[0]["config"]["steps"]}, "cells": []}
+    for k in sorted(lc):
+        row = {"placement": k[0], "depth": k[1], "dt": k[2], "seed": k[3]}
+        for name, rs in (("short", sh), ("long", long)):
+            rr = sorted((r for r in rs if key(r["config"]) == k), key=lambda r: r["config"]["lr"])
+            vals = [r["val_loss"] for r in rr if r["val_loss"] is not None and not r["diverged"]]
+            row[name] = {"measured": pr.measured_max_lr([r["config"]["lr"] for r in rr], [r["diverged"] for r in rr]),
+                         "diverged": int(sum(r["diverged"] for r in rr)), "runs": len(rr),
+                         "best_val_loss": min(vals) if vals else None}
+        out["cells"].append(row)
+    n = len(out["cells"])
+    out["boundary_moved_up"] = sum(c["long"]["measured"]["estimate"] > c["short"]["measured"]["estimate"]
+                                   for c in out["cells"])
+    out["censored_above_long"] = sum(c["long"]["measured"]["censored"] == "above" for c in out["cells"])
+    out["n_cells"] = n
+    return out
+
+
+# ---- trainability: which runs learned more than the unigram distribution --------------------------------------
+#
+# Every run's validation loss is measured on the same fixed tokens (``evaluate_batched``, seed 12345). A model that
+# has learned only the training split's byte frequencies scores the unigram cross-entropy H_uni on exactly those
+# tokens; a run "learned context" when its validation loss is below H_uni by more than ``LEARN_MARGIN``.
+
+LEARN_MARGIN = 0.1  # nats; the fraction that learned is reported at 0.05 and 0.2 too (``trainability``)
+
+
+def unigram_reference(sizes: dict) -> float:
+    """H_uni: the cross-entropy of the training split's byte frequencies on the atlas's evaluation tokens (the
+    batches ``evaluate_batched`` draws with its fixed seed), in nats. Every byte on those tokens occurs in the
+    training split (checked), so H_uni is finite without smoothing."""
+    from verify.atlas import runner
+
+    text = runner.corpus(sizes["corpus_bytes"])
+    counts = np.bincount(text.split("train"), minlength=text.vocab_size).astype(float)
+    p = counts / counts.sum()
+    rng = np.random.default_rng(12345)  # evaluate_batched's default seed
+    ys = [text.batch("val", sizes["batch_size"], sizes["block_size"], rng, "cpu")[1].flatten().numpy()
+          for _ in range(sizes["eval_batches"])]
+    y = np.concatenate(ys)
+    if np.any(p[y] == 0):
+        raise ValueError("an evaluation byte never occurs in the training split: H_uni is infinite")
+    return float(-np.mean(np.log(p[y])))
+
+
+def learned(r: dict, h_uni: float, margin: float = LEARN_MARGIN) -> bool:
+    return (not r["diverged"]) and r["val_loss"] is not None and r["val_loss"] < h_uni - margin
+
+
+def _t_interval(x: np.ndarray) -> list[float] | None:
+    from scipy import stats
+
+    x = np.asarray(x, dtype=float)
+    if x.size < 2:
+        return None
+    h = float(stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+    return [float(x.mean() - h), float(x.mean() + h)]
+
+
+def _best_val(rs: list[dict]) -> float:
+    vals = [r["val_loss"] for r in rs if not r["diverged"] and r["val_loss"] is not None]
+    return float(min(vals)) if vals else math.inf
+
+
+def trainability(runs: list[dict], h_uni: float, margin: float = LEARN_MARGIN, small_dt: float = 0.25,
+                 ref_dt: float = 1.0) -> dict:
+    """Per (placement, depth, Δt): the fraction of runs that learned context, the lr range where every seed did,
+    and each seed's best validation loss over the lr grid; per (placement, depth) the paired (by seed) difference
+    of that best loss between Δt = ``small_dt`` and ``ref_dt`` — K5's "Δt < 1 trains better", 95 % t-interval
+    over seeds — and pooled per placement over depths."""
+    cells: dict = {}
+    for (p, L, dt), rs in sorted(_cells(runs).items()):
+        seeds = sorted({r["config"]["seed"] for r in rs})
+        lrs = sorted({r["config"]["lr"] for r in rs})
+        all_learn = [lr for lr in lrs if all(learned(r, h_uni, margin) for r in rs if r["config"]["lr"] == lr)]
+        best = {s: _best_val([r for r in rs if r["config"]["seed"] == s]) for s in seeds}
+        cells.setdefault(p, {}).setdefault(str(L), {})[f"{dt:g}"] = {
+            "learned_fraction": float(np.mean([learned(r, h_uni, margin) for r in rs])),
+            "learned_fraction_margins": {f"{m:g}": float(np.mean([learned(r, h_uni, m) for r in rs]))
+                                         for m in (0.05, 0.2)},
+            "lrs_every_seed_learned": all_learn, "best_val_loss": best}
+    paired: dict = {}
+    for p, by_L in (cells.items() if small_dt != ref_dt else ()):  # one Δt only: no Δt effect to measure
+        pooled = []
+        for L, by_dt in by_L.items():
+            a, b = by_dt.get(f"{small_dt:g}"), by_dt.get(f"{ref_dt:g}")
+            if a is None or b is None:
+                continue
+            common = sorted(set(a["best_val_loss"]) & set(b["best_val_loss"]))
+            d = np.array([a["best_val_loss"][s] - b["best_val_loss"][s] for s in common])
+            d = d[np.isfinite(d)]
+            pooled.extend(d.tolist())
+            paired.setdefault(p, {})[L] = {"differences": d.tolist(), "mean": float(d.mean()) if d.size else None,
+                                           "ci95": _t_interval(d)}
+        if p in paired:
+            x = np.array(pooled)
+            paired[p]["pooled"] = {"n": int(x.size), "mean": float(x.mean()) if x.size else None, "ci95": _t_interval(x),
+                                   "small_dt_better": bool(x.size > 1 and _t_interval(x)[1] < 0),
+                                   "small_dt_worse": bool(x.size > 1 and _t_interval(x)[0] > 0)}
+    return {"h_uni": h_uni, "margin": margin, "small_dt": small_dt, "ref_dt": ref_dt, "cells": cells,
+            "dt_effect": paired,
+            "note": "learned context: not diverged and validation loss < H_uni − margin on the same fixed tokens; "
+                    "dt_effect: best validation loss over the lr grid at Δt = small_dt minus at ref_dt, paired by "
+                    "seed, 95 % t-interval (pooled: over every depth's seeds)"}
+
+
+# Below this peak lr a 60-step AdamW run moves each weight by at most Σ_t lr_t ≈ 34·lr (≤ 0.033 at 2^-10): too
+# little to leave the unigram plateau whatever the design. The floor was set after seeing that no run at 2^-10
+# learned context; it drops the same lowest grid lr for every placement, so it favours no criterion. The
+# trainability target is scored from here up: "did not learn" then means "stepped too hard", not "too little".
+LEARN_LR_FLOOR = 2.0 ** -8
+
+
+def relabel_learned(runs: list[dict], h_uni: float, margin: float = LEARN_MARGIN,
+                    lr_floor: float = LEARN_LR_FLOOR) -> list[dict]:
+    """The runs at lr ≥ ``lr_floor`` with ``diverged`` replaced by "did not learn context" (diverged, or validation
+    loss not below H_uni − margin): the same scoring machinery then asks which criterion predicts the upper edge
+    of the learned band."""
+    return [{**r, "diverged": not learned(r, h_uni, margin)} for r in runs if r["config"]["lr"] >= lr_floor]
+
+
+def evaluate_trainability(runs: list[dict], h_uni: float, margin: float = LEARN_MARGIN,
+                          lr_floor: float = LEARN_LR_FLOOR) -> dict:
+    """Every criterion and baseline, fitted on the fit half and scored on the held-out half, for the target "did
+    not learn context" (``relabel_learned``); the growth-aware criterion likewise, with McNemar against each
+    baseline; the measured and predicted largest lr that learned, per placement and depth."""
+    rl = relabel_learned(runs, h_uni, margin, lr_floor)
+    ev = evaluate(rl)
+    gr = evaluate_growth(rl, ev["criteria"], ev["primary"])
+    return {"target": "did not learn context (diverged, or validation loss ≥ H_uni − margin)", "h_uni": h_uni,
+            "margin": margin, "lr_floor": lr_floor, "n_runs": len(rl),
+            "n_not_learned": int(sum(r["diverged"] for r in rl)),
+            "primary": ev["primary"], "held_out_accuracy": ev["held_out_accuracy"],
+            "held_out_auc": ev["held_out_auc"], "criteria": ev["criteria"], "baselines": ev["baselines"],
+            "beats_baselines": ev["beats_baselines"], "max_lr_within_2x": ev["max_lr_within_2x"],
+            "max_lr_within_2x_ref_dt": ev["max_lr_within_2x_ref_dt"],
+            "max_lr": {k: {kk: v[kk] for kk in ("placement", "depth", "ref_dt", "predicted_max_lr",
+                                                 "measured_max_lr", "measured_bracket", "within_2x")}
+                       for k, v in ev["max_lr"].items()},
+            "intervals": held_out_intervals(rl, ev, gr),
+            "growth": {k: gr[k] for k in ("variant", "threshold", "held_out_accuracy", "held_out_auc", "beats",
+                                          "beats_baselines", "mcnemar", "max_lr_within_2x",
+                                          "max_lr_within_2x_ref_dt", "max_lr_misses_ref_dt", "swapped")}}

@@ -81,15 +81,21 @@ class AtlasGrid:
                 for s in self.seeds]
 
 
+# AdamW peak learning rates of the cpu atlas: 2^-10 ≈ 1e-3 (where people train), 2^-8, 2^-6, then every octave from
+# 2^-5 to 2^3 (the normalised placements' boundary sits at 2-4, the un-normalised one's at 2^-9-2^-2)
+CPU_LRS = (2.0 ** -10, 2.0 ** -8, 2.0 ** -6, *(2.0 ** k for k in range(-5, 4)))
+
 PRESETS = {
     # the default test tier: seconds
     "test": AtlasGrid(placements=("pre", "post", "none"), depths=(1, 2), dts=(1.0,), lrs=(3e-3, 0.3, 30.0),
                       d=16, block_size=8, batch_size=4, steps=12, warmup=2, eval_batches=1, corpus_bytes=64_000),
-    # this 2-core machine: ≤ 15 min cold (measured: see the README)
-    "cpu": AtlasGrid(),
-    # a GPU: a finer and deeper grid, two seeds (documented, not run in CI)
+    # this 2-core machine, the issue's depths and three seeds: 13.3 min cold at load ≈ 2 (README, Measured)
+    "cpu": AtlasGrid(depths=(4, 12, 24), lrs=CPU_LRS, seeds=(0, 1, 2)),
+    # 300 steps instead of 60 at depth 12, one seed: does a longer run change the boundary? (cached; ≈ 4 min cold)
+    "long": AtlasGrid(depths=(12,), lrs=tuple(0.03125 * 2.0 ** k for k in range(9)), steps=300, warmup=30),
+    # a GPU: a finer grid, wider and longer runs, three seeds (documented, not run in CI)
     "gpu": AtlasGrid(depths=(4, 12, 24), dts=(0.1, 0.25, 0.5, 1.0, 2.0, 4.0),
-                     lrs=tuple(0.03125 * 2.0 ** (k / 2) for k in range(17)), seeds=(0, 1), d=64, n_heads=4,
+                     lrs=tuple(2.0 ** (k / 2) for k in range(-20, 7)), seeds=(0, 1, 2), d=64, n_heads=4,
                      block_size=64, batch_size=16, steps=300, warmup=30, eval_batches=8, device="cuda"),
 }
 
@@ -272,3 +278,18 @@ def atlas_runs(grid: AtlasGrid, retrain: bool = False, cache_name: str = "atlas"
     if retrain:
         cache.save()
     return [{"config": c, **recs[k]} for k, c in keyed]
+
+
+def cached_runs(grid: AtlasGrid, cache_name: str, cache_dir=None) -> list[dict] | None:
+    """Every cell of ``grid`` with its record, only if the cache holds all of them (nothing is trained); else None."""
+    from verify.training.cache import RunCache, run_key
+
+    text = corpus(grid.corpus_bytes)
+    cache = RunCache(cache_name, directory=cache_dir)
+    out = []
+    for c in grid.cells():
+        rec = cache.get(run_key(c, text.sha256))
+        if rec is None:
+            return None
+        out.append({"config": c, **rec})
+    return out

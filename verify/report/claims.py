@@ -587,13 +587,18 @@ def atlas_parts(atlas: dict | None) -> list[Part]:
     names = ("S4 predicts which (Δt, lr) train, held-out accuracy ≥ 90 %",
              "S4 beats the practitioner's baselines (held-out accuracy)",
              "S4's largest stable lr within 2× of the measured one, every placement and depth",
-             "S4 uses the placement (swapped placements score ≥ 2 points worse)")
+             "S4 uses the placement (swapped placements score ≥ 2 points worse in accuracy or AUC)")
     if not atlas or not atlas.get("runs"):
         return [Part(n, "not tested", "figures/atlas.json not generated", core=(i == 0)) for i, n in enumerate(names)]
     scale = atlas_scale(atlas)
     acc = float(atlas["held_out_accuracy"])
+    iv = atlas.get("intervals", {})
+    ci = iv.get("accuracy", {}).get(atlas.get("primary"))
+    ci_text = (f"; 95 % cluster-bootstrap interval [{ci[0]:.3f}, {ci[1]:.3f}] over {iv.get('clusters')} "
+               "(placement, depth, Δt, seed) lines" if ci else "")
     parts = [Part(names[0], "reproduced" if acc >= ATLAS_ACCURACY_GOAL else "not reproduced",
-                  f"held-out accuracy {acc:.3f}, AUC {atlas['held_out_auc']:.3f} (constant fitted on the other half)",
+                  f"held-out accuracy {acc:.3f}, AUC {atlas['held_out_auc']:.3f} (constant fitted on the other half)"
+                  + ci_text,
                   {"held_out_accuracy": acc, "held_out_auc": atlas["held_out_auc"], "primary": atlas.get("primary")},
                   scale)]
     base = {k: v["held_out_accuracy"] for k, v in atlas.get("baselines", {}).items()}
@@ -601,7 +606,8 @@ def atlas_parts(atlas: dict | None) -> list[Part]:
     beats = bool(base) and all(acc > v for v in base.values())
     parts.append(Part(names[1], "reproduced" if beats else "not reproduced",
                       (f"S4 {acc:.3f} vs best baseline {best} {base[best]:.3f}" if best else "no baselines scored")
-                      + ("" if beats else ": the criterion adds nothing over that baseline at this scale"),
+                      + ("" if beats else ": the criterion adds nothing over that baseline at this scale")
+                      + _minus_lr_only_text(iv, atlas.get("primary")),
                       {"s4": acc, "baselines": base}, scale, core=False))
     parts.append(_within_2x_part(names[2], atlas.get("max_lr", {}), scale))
     try:
@@ -610,16 +616,126 @@ def atlas_parts(atlas: dict | None) -> list[Part]:
         runs = [{k: v for k, v in r.items() if k != "split"} for r in atlas["runs"]]
         swap = {"post": "none", "none": "post", "pre": "peri", "peri": "pre", "deepnorm": "lns", "lns": "deepnorm",
                 "mixln": "pre"}
-        wrong = analysis.score(analysis.swap_placements(runs, swap), atlas["primary"])["held_out_accuracy"]
-        uses = acc - wrong >= ATLAS_SWAP_LOSS
+        sw = analysis.score(analysis.swap_placements(runs, swap), atlas["primary"])
+        wrong, wrong_auc, auc = sw["held_out_accuracy"], sw["held_out_auc"], float(atlas["held_out_auc"])
+        uses = acc - wrong >= ATLAS_SWAP_LOSS or auc - wrong_auc >= ATLAS_SWAP_LOSS
         parts.append(Part(names[3], "reproduced" if uses else "not reproduced",
-                          f"held-out accuracy {acc:.3f} with each run's own init measurements, {wrong:.3f} with "
-                          "another placement's" + ("" if uses else ": the criterion is placement-blind here"),
-                          {"accuracy": acc, "swapped_accuracy": wrong, "swap": swap}, scale, core=False))
+                          f"held-out accuracy {acc:.3f} (AUC {auc:.3f}) with each run's own init measurements, "
+                          f"{wrong:.3f} (AUC {wrong_auc:.3f}) with another placement's"
+                          + ("" if uses else ": the criterion is placement-blind here"),
+                          {"accuracy": acc, "swapped_accuracy": wrong, "auc": auc, "swapped_auc": wrong_auc,
+                           "swap": swap}, scale, core=False))
     except (KeyError, ValueError) as exc:
         parts.append(Part(names[3], "not tested", f"atlas runs lack what the swap needs ({exc})", core=False))
     parts.extend(atlas_growth_parts(atlas, scale))
+    parts.extend(atlas_seed_parts(atlas, scale))
+    parts.extend(atlas_trainability_parts(atlas, scale))
     return parts
+
+
+def _minus_lr_only_text(iv: dict, name: str | None) -> str:
+    d = iv.get("minus_reference", {}).get(name) if name else None
+    return (f"; accuracy minus the lr-only rule's on the same resampled runs: 95 % interval [{d[0]:+.3f}, "
+            f"{d[1]:+.3f}]" if d else "")
+
+
+ATLAS_SEED_SPREAD = 2.0  # one step of the atlas's octave lr grid: seeds that agree to the grid's resolution
+
+
+def atlas_seed_parts(atlas: dict, scale: str) -> list[Part]:
+    """K5 over seeds and run length: is the measured boundary the same for every seed (to the grid's resolution),
+    is S4's lr* from one seed's init within 2× of that seed's measurement, does the 60-step boundary persist in
+    5× longer runs."""
+    names = ("the measured largest stable lr is reproducible across seeds (spread ≤ one grid step)",
+             "S4's lr* from one seed's init within 2× of that seed's measured lr*, every (placement, depth, Δt, seed)",
+             "the atlas's boundary persists in 5× longer runs (300 steps)")
+    sp, lg = atlas.get("seed_spread"), atlas.get("long")
+    out = []
+    if not sp or len(atlas.get("grid", {}).get("seeds", [])) < 2:
+        out += [Part(names[0], "not tested", "the atlas has fewer than two seeds", core=False),
+                Part(names[1], "not tested", "the atlas has fewer than two seeds", core=False)]
+    else:
+        wide = {f"{k}/Δt={e['dt']:g}": e["spread"] for k, row in sp["cells"].items() for e in row["per_dt"]
+                if e["spread"] > ATLAS_SEED_SPREAD * (1 + 1e-12)}
+        n = sum(len(row["per_dt"]) for row in sp["cells"].values())
+        out.append(Part(names[0], "reproduced" if not wide else "not reproduced",
+                        f"largest max/min of the seeds' lr* estimates over {n} (placement, depth, Δt): "
+                        f"{sp['max_spread']:.3g}" + ("" if not wide else "; beyond one grid step: "
+                                                     + ", ".join(f"{k} ({v:.3g}×)" for k, v in wide.items())),
+                        {"max_spread": sp["max_spread"], "wide": wide}, scale, core=False))
+        frac = sp["within_2x"]
+        out.append(Part(names[1], "reproduced" if frac == 1.0 else ("not reproduced" if frac == 0 else "undecided"),
+                        f"{frac:.1%} of {sp['pairs']} (cell, seed) pairs within 2×",
+                        {"within_2x": frac, "pairs": sp["pairs"]}, scale, core=False))
+    if not lg or "cells" not in lg:
+        out.append(Part(names[2], "not tested", "no long runs in figures/atlas.json", core=False))
+    else:
+        moved = [c for c in lg["cells"]
+                 if not _brackets_agree(c["long"]["measured"], c["short"]["measured"])]
+        desc = (f"{lg['n_cells']} (placement, Δt) cells at depth {lg['cells'][0]['depth']}, seed "
+                f"{lg['cells'][0]['seed']}, {lg['steps']['short']} vs {lg['steps']['long']} steps: the boundary moved "
+                f"by more than 2× in {len(moved)}, up in {lg['boundary_moved_up']}; {lg['censored_above_long']} long "
+                "cells have no diverged run at any grid lr")
+        out.append(Part(names[2], "reproduced" if not moved else "not reproduced",
+                        desc + ("" if not moved else ": the atlas's outcome depends on the run length"),
+                        {"moved": [f"{c['placement']}/Δt={c['dt']:g}" for c in moved], "cells": lg["n_cells"]},
+                        scale, core=False))
+    return out
+
+
+def atlas_trainability_parts(atlas: dict, scale: str) -> list[Part]:
+    """K5 on the atlas's second outcome, "learned context" (validation loss below the unigram cross-entropy on the
+    same tokens): does Δt < 1 reach a lower best validation loss than Δt = 1 (paired by seed, pooled over depths,
+    95 % t-interval), and does a criterion predict which (Δt, lr) learn, better than one lr threshold."""
+    names = ("Δt < 1 trains better on the atlas: lower best validation loss than Δt = 1, every placement "
+             "(paired by seed, 95 % interval)",
+             "a criterion predicts which (Δt, lr) learn context (held-out ≥ 90 %, beats the lr-only rule, McNemar)")
+    tr = atlas.get("trainability")
+    if not tr or not tr.get("dt_effect"):
+        return [Part(n, "not tested", "figures/atlas.json has no trainability record over several Δt", core=False)
+                for n in names]
+    eff = tr["dt_effect"]
+    better = sorted(p for p, v in eff.items() if v["pooled"]["small_dt_better"])
+    worse = sorted(p for p, v in eff.items() if v["pooled"]["small_dt_worse"])
+    open_ = sorted(set(eff) - set(better) - set(worse))
+    verdict = ("reproduced" if len(better) == len(eff) else "not reproduced" if not better else "undecided")
+    detail = "; ".join(f"{p} {v['pooled']['mean']:+.3f} [{v['pooled']['ci95'][0]:+.3f}, {v['pooled']['ci95'][1]:+.3f}]"
+                       for p, v in eff.items() if v["pooled"]["ci95"])
+    parts = [Part(names[0], verdict,
+                  f"best validation loss at Δt = {tr['small_dt']:g} minus at Δt = {tr['ref_dt']:g} (nats, n = "
+                  f"{next(iter(eff.values()))['pooled']['n']} seed·depth pairs each): {detail}; lower for "
+                  f"{', '.join(better) or 'no placement'}, higher for {', '.join(worse) or 'no placement'}, "
+                  f"undecided for {', '.join(open_) or 'no placement'}",
+                  {p: v["pooled"] for p, v in eff.items()}, scale, core=False)]
+    cr = tr.get("criteria")
+    if not cr:
+        parts.append(Part(names[1], "not tested", "too few runs that did not learn", core=False))
+        return parts
+    lr_only = cr["baselines"]["lr_only"]["held_out_accuracy"]
+    g = cr["growth"]
+    best = max([("S4 " + cr["primary"], cr["held_out_accuracy"], cr["beats_baselines"]),
+                ("S4 growth-aware " + g["variant"], g["held_out_accuracy"], g["beats_baselines"])],
+               key=lambda t: t[1])
+    base = {k: v["held_out_accuracy"] for k, v in cr["baselines"].items()}
+    mc = g.get("mcnemar", {}).get("lr_only", {})
+    wins = bool(cr["beats_baselines"] and cr["held_out_accuracy"] >= ATLAS_ACCURACY_GOAL) or bool(
+        g["beats_baselines"] and g["held_out_accuracy"] >= ATLAS_ACCURACY_GOAL)
+    parts.append(Part(names[1], "reproduced" if wins else "not reproduced",
+                      f"target: {cr['target']} at lr ≥ {cr['lr_floor']:g} ({cr['n_runs']} runs, "
+                      f"{cr['n_not_learned']} did not learn); best criterion {best[0]}: held-out {best[1]:.3f}; "
+                      f"lr-only {lr_only:.3f}; growth-aware vs lr-only McNemar p = {mc.get('p', math.nan):.3g}; "
+                      "baselines " + ", ".join(f"{k} {v:.3f}" for k, v in base.items()),
+                      {"s4": cr["held_out_accuracy"], "growth": g["held_out_accuracy"], "baselines": base,
+                       "intervals": cr.get("intervals", {}).get("accuracy")}, scale, core=False))
+    return parts
+
+
+def _brackets_agree(a: dict, b: dict, factor: float = 2.0) -> bool:
+    """Two measured brackets agree within ``factor``: censored the same way, and estimates within the factor."""
+    if a["censored"] != b["censored"]:
+        return False
+    r = a["estimate"] / b["estimate"]
+    return 1.0 / factor <= r <= factor
 
 
 def _within_2x_part(name: str, rows: dict, scale: str, extra: str = "") -> Part:
