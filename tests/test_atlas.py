@@ -232,7 +232,23 @@ def test_meta_placements_swapped_scores_visibly_worse(atlas):
 def test_advice_carries_the_atlas_track_record(atlas):
     data, _ = atlas
     a = advice("pre", 4, 32, atlas=data, dt=1.0, lr=1e-3)
-    assert a["atlas_accuracy"] == data["model"]["per_placement_accuracy"]["pre"]["accuracy"]
+    g = data["model"]["growth"]
+    # the region comes from the criterion with the better held-out record: growth-aware when it beats the baselines
+    if g["beats_baselines"] and g["held_out_accuracy"] > data["model"]["held_out_accuracy"]:
+        assert a["criterion"] == "growth"
+        assert a["atlas_accuracy"] == g["per_placement_accuracy"]["pre"]["accuracy"]
+        assert [e["max_lr"] for e in a["predicted_region"]] == [g["max_lr"]["pre"]["4"][k] for k in ("0.25", "1", "4")]
+    else:
+        assert a["atlas_accuracy"] == data["model"]["per_placement_accuracy"]["pre"]["accuracy"]
+    lost = {**data, "model": {**data["model"], "growth": {**g, "beats_baselines": False}}}
+    s4 = advice("pre", 4, 32, atlas=lost, dt=1.0, lr=1e-3)
+    assert s4["criterion"] == data["model"]["criterion"]
+    assert s4["atlas_accuracy"] == data["model"]["per_placement_accuracy"]["pre"]["accuracy"]
+    assert a["learned_band"] == data["model"]["learned_band"]["pre"]["4"]
+    assert any("learned context" in line for line in a["lines"]) and any("paired by seed" in line for line in a["lines"])
+    # where the criterion misses (none, 12 blocks, Δt = 1: lr* 0.12 against a measured 0.022) the runs overrule it
+    miss = advice("none", 12, 32, atlas=data, dt=1.0, lr=0.05)
+    assert miss["measured_stable"] is False and any("trust the runs" in line for line in miss["lines"])
     assert a["predicted_region"] and all(e["max_lr"] > 0 for e in a["predicted_region"])
     assert a["predicted_stable"] and any("predicted stable" in line for line in a["lines"])
     assert not advice("pre", 4, 32, atlas=data, dt=1.0, lr=1e3)["predicted_stable"]

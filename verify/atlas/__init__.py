@@ -88,6 +88,17 @@ def build_data(preset: str = "cpu", retrain: bool = False, workers: int | None =
         long_runs = runner.atlas_runs(runner.grid_for("long"), retrain=retrain, cache_name="atlas_long",
                                       workers=workers, cache_dir=cache_dir)
         data["long"] = analysis.compare_long(runs, long_runs)
+    # What `advice` needs beyond S4: the growth-aware region and its per-placement record, the learned band, Δt effect.
+    data["model"]["growth"] = {
+        "variant": gr["variant"], "threshold": gr["threshold"], "held_out_accuracy": gr["held_out_accuracy"],
+        "beats_baselines": gr["beats_baselines"], "max_lr": data["growth_max_lr"],
+        "per_placement_accuracy": analysis.per_placement_accuracy(runs, gr["variant"], gr["threshold"],
+                                                                  analysis.growth_scores(runs, gr["variant"]))}
+    tr = data["trainability"]
+    data["model"]["learned_band"] = {p: {L: {dt: c["lrs_every_seed_learned"] for dt, c in by_dt.items()}
+                                         for L, by_dt in by_L.items()} for p, by_L in tr["cells"].items()}
+    data["model"]["dt_effect"] = {p: {**v["pooled"], "small_dt": tr["small_dt"], "ref_dt": tr["ref_dt"]}
+                                  for p, v in tr.get("dt_effect", {}).items()}
     if with_schedules:
         data["schedules"] = schedules.compare(preset, grid, retrain=retrain, workers=workers, cache_dir=cache_dir)
     return data
@@ -136,14 +147,25 @@ def advice(placement: str, depth: int, d: int, atlas: dict | None = None, atlas_
         raise ValueError(f"placement must be one of the atlas placements {tuple(model['max_lr'])} "
                          f"(or {tuple(NEAREST)}), got {placement!r}")
     L = _nearest(model["max_lr"][near], depth)
-    by_dt = model["max_lr"][near][L]
+    # The region comes from the criterion with the better held-out record on the atlas: growth-aware where it beats
+    # every baseline (McNemar), else S4's primary variant.
+    g = model.get("growth")
+    use_growth = bool(g and g.get("beats_baselines") and g["held_out_accuracy"] > model["held_out_accuracy"])
+    if use_growth:
+        by_dt = g["max_lr"][near][L]
+        acc = g["per_placement_accuracy"].get(near, {}).get("accuracy")
+        crit_name = f"S4 growth-aware {g['variant']}, lr·s(lr)^(2κ) ≤ c"
+    else:
+        by_dt = model["max_lr"][near][L]
+        acc = model["per_placement_accuracy"].get(near, {}).get("accuracy")
+        crit_name = f"S4, {CRITERION_TEXT.get(model['criterion'], model['criterion'])}"
     region = [{"dt": float(dt), "max_lr": v} for dt, v in sorted(by_dt.items(), key=lambda kv: float(kv[0]))]
-    acc = model["per_placement_accuracy"].get(near, {}).get("accuracy")
     best = model["best"].get(near, {}).get(L)
     rec_dt = best["dt"] if best else None
     lines = [f"nearest atlas design: {near}, {L} blocks, d = {model['d']} (yours: {placement}, {depth} blocks, d = {d}); "
-             f"S4 held-out accuracy for {near}: {acc:.0%}" if acc is not None else f"nearest atlas design: {near}",
-             f"predicted largest stable lr (S4, {CRITERION_TEXT.get(model['criterion'], model['criterion'])}): " +
+             f"held-out accuracy of the criterion for {near}: {acc:.0%}" if acc is not None
+             else f"nearest atlas design: {near}",
+             f"predicted largest stable lr ({crit_name}): " +
              ", ".join(f"Δt={e['dt']:g}: {e['max_lr']:.3g}" for e in region)]
     meas = model.get("measured_max_lr", {}).get(near, {}).get(L)
     if meas:
@@ -153,11 +175,27 @@ def advice(placement: str, depth: int, d: int, atlas: dict | None = None, atlas_
         lines.append(f"track record: S4 held-out accuracy {model['held_out_accuracy']:.1%} over all placements; the best "
                      f"baseline ({model['best_baseline']}) {model['best_baseline_accuracy']:.1%}"
                      + (" — S4 does not beat it" if model["held_out_accuracy"] <= model["best_baseline_accuracy"]
-                        else ""))
+                        else "")
+                     + (f"; S4 growth-aware {g['held_out_accuracy']:.1%}"
+                        + (" — beats every baseline (McNemar p < 0.05), used above" if use_growth else "")
+                        if g else ""))
+    band = model.get("learned_band", {}).get(near, {}).get(L)
+    if band:
+        lines.append("every atlas seed learned context (validation loss below the unigram cross-entropy) at: " +
+                     "; ".join(f"Δt={float(k):g}: " + (f"lr {min(v):.3g}–{max(v):.3g}" if v else "no lr")
+                               for k, v in sorted(band.items(), key=lambda kv: float(kv[0]))))
+    eff = model.get("dt_effect", {}).get(near)
+    if eff and eff.get("ci95"):
+        lo, hi = eff["ci95"]
+        verdict = ("lower — Δt < 1 trains better" if hi < 0 else "higher — Δt < 1 trains worse" if lo > 0
+                   else "not resolved from 0")
+        lines.append(f"best validation loss at Δt = {eff['small_dt']:g} minus at Δt = {eff['ref_dt']:g} for {near} "
+                     f"(paired by seed, {eff['n']} pairs): {eff['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}] nats, {verdict}")
     if rec_dt is not None:
         lines.append(f"recommended Δt = {rec_dt:g} (lowest validation loss on the atlas, mean over "
                      f"{best.get('seeds', 1)} seed(s), among settings where no seed diverged: lr {best['lr']:.3g})")
     out = {"lines": lines, "predicted_region": region, "recommended_dt": rec_dt, "atlas_accuracy": acc,
+           "criterion": "growth" if use_growth else model["criterion"], "learned_band": band,
            "placement": near, "depth": int(L), "atlas_d": model["d"]}
     dt, lr = measured.get("dt"), measured.get("lr")
     if dt is not None and lr is not None:
@@ -168,6 +206,15 @@ def advice(placement: str, depth: int, d: int, atlas: dict | None = None, atlas_
         out.update({"predicted_stable": stable, "predicted_max_lr": max_lr})
         lines.append(f"at your Δt = {float(dt):g}, lr = {float(lr):g}: predicted {'stable' if stable else 'to DIVERGE'} "
                      f"(lr* = {max_lr:.3g} from {src})")
+        m_by_dt = (meas or {})
+        if m_by_dt:
+            m_dt = _nearest(m_by_dt, float(dt))
+            m_lr = m_by_dt[m_dt]
+            m_stable = float(lr) <= m_lr
+            out.update({"measured_stable": m_stable, "measured_max_lr": m_lr})
+            lines.append(f"the atlas's own runs at Δt ≈ {float(m_dt):g}: largest lr that trained ≈ {m_lr:.3g}, so lr = "
+                         f"{float(lr):g} {'trained' if m_stable else 'DIVERGED'} there"
+                         + ("" if m_stable == stable else " — the criterion and the runs disagree here: trust the runs"))
         tr = measured.get("trained")
         if tr is not None:
             trained_ok = math.isfinite(tr["loss_last"]) and tr["loss_last"] < tr["loss_first"]

@@ -158,14 +158,17 @@ def swap_placements(runs: list[dict], mapping: dict[str, str]) -> list[dict]:
     return out
 
 
-def per_placement_accuracy(runs: list[dict], name: str, threshold: float) -> dict:
-    """Held-out accuracy of criterion ``name`` at ``threshold``, per placement (advice carries it)."""
+def per_placement_accuracy(runs: list[dict], name: str, threshold: float, scores: np.ndarray | None = None) -> dict:
+    """Held-out accuracy of criterion ``name`` at ``threshold``, per placement (advice carries it); ``scores`` (one
+    per run of ``runs``) replaces the per-run score function (the growth-aware variants)."""
+    s_all = _finite(np.array([SCORES[name](r) for r in runs]) if scores is None else np.asarray(scores, dtype=float))
     out = {}
     for p in sorted({r["config"]["placement"] for r in runs}):
-        rs = [r for r in runs if r["config"]["placement"] == p and pr.split_half(config_key(r["config"])) == "held_out"]
-        if rs:
-            s = _finite(np.array([SCORES[name](r) for r in rs]))
-            out[p] = {"accuracy": pr.accuracy(s > threshold, [r["diverged"] for r in rs]), "n": len(rs)}
+        idx = [i for i, r in enumerate(runs) if r["config"]["placement"] == p
+               and pr.split_half(config_key(r["config"])) == "held_out"]
+        if idx:
+            out[p] = {"accuracy": pr.accuracy(s_all[idx] > threshold, [runs[i]["diverged"] for i in idx]),
+                      "n": len(idx)}
     return out
 
 
