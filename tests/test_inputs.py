@@ -90,6 +90,7 @@ VALID = {
     "log_gain_lo": 0.5, "log_gain_hi": 1.5, "dt_lo": 0.25, "dt_hi": 1.0, "elasticity": 1.2, "sigma_w": 0.18,
     "drift_steps": 30.0, "excess": 0.4, "folds": (0, 1, 0, 1), "correct_a": (True, False, True),
     "correct_b": (False, False, True),
+    "log_gain": 0.5, "log_gain_grown": 1.5,  # S4 direct growth
 }
 VALID_FOR = {  # where one name means something else in one function
     "backward.gradient_envelope": {"a": np.array([1.2, 0.9, 1.1])},
@@ -169,6 +170,7 @@ ACCEPTS_FOR = {
     ("backward.mp_to_float.xs", "nan"), ("backward.mp_to_float.xs", "inf"),
     # documented 'inf allowed': an unbounded constant gives the bound inf (S1, U1) or no forward constraint (S2)
     ("criterion.optimal_step_sizes.forward_budget", "inf"),
+    ("predictive.direct_growth_score.log_gain_grown", "inf"),  # documented: the grown forward overflowed (S4)
     ("criterion.schedule_dual_value.forward_budget", "inf"), ("criterion.propagated_scale_floor.increments", "inf"),
     ("criterion.water_level.log_w", "inf"), ("uq.flow_lipschitz_bound.step_lipschitz", "inf"),
     ("uq.wasserstein_pushforward_bound.lipschitz", "inf"),

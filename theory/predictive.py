@@ -401,3 +401,34 @@ def mcnemar_exact(correct_a, correct_b) -> dict:
     k = min(a_only, b_only)
     tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0 ** n
     return {"a_only": a_only, "b_only": b_only, "p": float(min(1.0, 2.0 * tail))}
+
+
+def grown_dt(dt, lr, sigma_w: float, drift_steps: float) -> np.ndarray:
+    """S4 direct growth, steps 1–2 — the Δt at which the *initial* weights reproduce the branch scale of weights grown
+    by s(lr): Δt·s(lr)² (the Δt–weight-scale duality of degree-2 homogeneous branches). Domain: Δt > 0 finite, and
+    ``weight_growth``'s."""
+    dt_a = np.atleast_1d(as_float_array("dt", dt))
+    if not np.all(np.isfinite(dt_a)) or np.any(dt_a <= 0):
+        raise ValueError("dt must be finite and > 0 entrywise")
+    s = weight_growth(lr, sigma_w, drift_steps)
+    return dt_a * s * s
+
+
+def direct_growth_score(lr, log_gain, log_gain_grown, sigma_w: float, drift_steps: float) -> np.ndarray:
+    """S4 direct growth — log lr + max(0, log G(Δt·s²) − log G(Δt) − 2 log s): the score of "predicted stable ⇔
+    lr·A(lr) ≤ c" with A the growth of the forward gain beyond additive (∝ s²) when the weights grow by s(lr),
+    measured at initialisation at the grown Δt (``grown_dt``) instead of extrapolated from the local elasticity
+    (``growth_score``). A normalised stack grows at most additively (A = 1: the lr rule); a compounding one has
+    A ≫ 1. ``log_gain_grown`` = +inf (the grown forward overflowed) gives +inf. Domain: lr > 0, log gains real
+    (log_gain finite), and ``weight_growth``'s."""
+    lr_a = np.atleast_1d(as_float_array("lr", lr))
+    g0 = np.atleast_1d(as_float_array("log_gain", log_gain))
+    g1 = np.atleast_1d(as_float_array("log_gain_grown", log_gain_grown))
+    if np.any(np.isnan(g1)) or np.any(g1 == -np.inf):
+        raise ValueError("log_gain_grown must be real or +inf entrywise")
+    if not np.all(np.isfinite(g0)):
+        raise ValueError("log_gain must be finite entrywise")
+    log_s = np.log(weight_growth(lr_a, sigma_w, drift_steps))
+    with np.errstate(invalid="ignore"):
+        excess = np.where(np.isinf(g1), np.inf, np.maximum(0.0, g1 - g0 - 2.0 * log_s))
+    return np.log(lr_a) + excess

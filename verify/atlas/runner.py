@@ -91,6 +91,8 @@ PRESETS = {
                       d=16, block_size=8, batch_size=4, steps=12, warmup=2, eval_batches=1, corpus_bytes=64_000),
     # this 2-core machine, the issue's depths and three seeds: 13.3 min cold at load ≈ 2 (README, Measured)
     "cpu": AtlasGrid(depths=(4, 12, 24), lrs=CPU_LRS, seeds=(0, 1, 2)),
+    # two fresh seeds of the cpu grid: an external test of every constant and choice made on seeds 0-2 (cached)
+    "fresh": AtlasGrid(depths=(4, 12, 24), lrs=CPU_LRS, seeds=(3, 4)),
     # 300 steps instead of 60 at depth 12, one seed: does a longer run change the boundary? (cached; ≈ 4 min cold)
     "long": AtlasGrid(depths=(12,), lrs=tuple(0.03125 * 2.0 ** k for k in range(9)), steps=300, warmup=30),
     # a GPU: a finer grid, wider and longer runs, three seeds (documented, not run in CI)
@@ -293,3 +295,71 @@ def cached_runs(grid: AtlasGrid, cache_name: str, cache_dir=None) -> list[dict] 
             return None
         out.append({"config": c, **rec})
     return out
+
+
+# ---- S4 direct growth: the forward gain of θ₀ at the grown Δt (no training) ------------------------------------
+
+GROWN_MEASURE = "grown_gain_v1"  # part of the cache key of the measurement below
+
+
+def _drift_steps(sizes: dict) -> float:
+    from verify.training.batched import BatchedTrainConfig
+
+    tc = BatchedTrainConfig(steps=sizes["steps"], warmup=sizes["warmup"])
+    return float(sum(tc.schedule_factor(t) for t in range(tc.steps)))
+
+
+def grown_gains(placement: str, depth: int, cells: list[dict], sizes: dict) -> list[dict]:
+    """Per cell: log G_f of its own θ₀ (seed) at Δt' = Δt·s(lr)² (``theory.predictive.grown_dt``), float64, on the
+    fixed probe batch; G_f = max_k mean‖x_k‖/mean‖x_0‖ as in ``init_measurements``. +inf where the forward overflows."""
+    from theory import predictive as pr
+
+    text = corpus(sizes["corpus_bytes"])
+    sigma = 1.0 / math.sqrt(sizes["d"])
+    nbar = _drift_steps(sizes)
+    dts = [float(pr.grown_dt(c["dt"], c["lr"], sigma, nbar)[0]) for c in cells]
+    cfg64 = model_config(placement, depth, sizes, text.vocab_size, torch.float64, "cpu")
+    model = BatchedGPT(cfg64, [int(c["seed"]) for c in cells], dt=dts)
+    idx, _ = _probe_batch(text, sizes, "cpu")
+    with torch.no_grad():
+        _, _, states = model(idx.expand(len(cells), *idx.shape), trajectory=True)
+        r = torch.stack([s.norm(dim=-1).flatten(1).mean(1) for s in states], 1)
+        g = (r / r[:, :1]).max(1).values
+    out = []
+    for dtp, v in zip(dts, g.tolist()):
+        ok = math.isfinite(v) and v > 0
+        out.append({"grown_dt": dtp, "log_gain_grown": math.log(v) if ok else math.inf})
+    return out
+
+
+def _grown_job(placement: str, depth: int, cells: list[dict], sizes: dict) -> list[dict]:
+    return grown_gains(placement, depth, cells, sizes)
+
+
+def with_grown_gains(runs: list[dict], cache_name: str, workers: int | None = None, cache_dir=None) -> list[dict]:
+    """``runs`` with ``init["log_gain_grown"]`` and ``init["grown_dt"]`` added (cached under ``<cache_name>.json``)."""
+    from verify.training.batched import run_parallel
+    from verify.training.cache import RunCache, run_key
+
+    if not runs:
+        return runs
+    text = corpus(runs[0]["config"]["corpus_bytes"])
+    cache = RunCache(cache_name, directory=cache_dir)
+    keyed = [(run_key({**r["config"], "measure": GROWN_MEASURE}, text.sha256), r) for r in runs]
+
+    def compute(missing_cfgs: list[dict]) -> list[dict]:
+        groups: dict[tuple, list[int]] = {}
+        for i, c in enumerate(missing_cfgs):
+            groups.setdefault((c["placement"], c["depth"]), []).append(i)
+        keys = sorted(groups, key=lambda k: -k[1] * len(groups[k]))
+        jobs = [{"placement": k[0], "depth": k[1], "cells": [missing_cfgs[i] for i in groups[k]],
+                 "sizes": {s: missing_cfgs[groups[k][0]][s] for s in AtlasGrid().sizes()}} for k in keys]
+        res = run_parallel(_grown_job, jobs, workers=workers)
+        out: list[dict | None] = [None] * len(missing_cfgs)
+        for k, recs in zip(keys, res):
+            for i, rec in zip(groups[k], recs):
+                out[i] = rec
+        return out  # type: ignore[return-value]
+
+    recs = cache.fetch([(k, r["config"]) for k, r in keyed], compute)
+    return [{**r, "init": {**r["init"], **rec}} for (_, r), rec in zip(keyed, recs)]
