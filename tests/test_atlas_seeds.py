@@ -218,3 +218,44 @@ def test_k5_seed_long_and_trainability_parts_decide_from_the_record():
     assert verdicts(stub(effects=((-0.2, -0.1), (-0.1, 0.2))))[3] == "undecided"
     assert verdicts(stub(effects=((0.1, 0.2), (-0.1, 0.2))))[3] == "not reproduced"
     assert [p.verdict for p in cl.atlas_seed_parts({"grid": {"seeds": [0]}}, "stub")] == ["not tested"] * 3
+
+
+def test_dt_norm_effect_pairs_runs_and_averages_per_line():
+    """Two seeds × two lrs: at Δt = 0.25 the max hidden norm is 1/4 (seed 0) and 1/2 (seed 1) of that at Δt = 1;
+    per line the mean log ratio is log ¼ and log ½; a diverged partner drops its pair; lr below the floor is ignored."""
+    runs = []
+    for seed, ratio in ((0, 0.25), (1, 0.5)):
+        for lr in (0.01, 0.1):
+            runs.append({**_run(dt=1.0, lr=lr, seed=seed), "max_hidden_norm": 8.0, "max_grad_norm": 2.0})
+            runs.append({**_run(dt=0.25, lr=lr, seed=seed), "max_hidden_norm": 8.0 * ratio, "max_grad_norm": 2.0})
+    runs.append({**_run(dt=1.0, lr=1.0, seed=0, diverged=True), "max_hidden_norm": 1e9, "max_grad_norm": 1e9})
+    runs.append({**_run(dt=0.25, lr=1.0, seed=0), "max_hidden_norm": 1.0, "max_grad_norm": 1.0})
+    runs.append({**_run(dt=1.0, lr=1e-4, seed=0), "max_hidden_norm": 1.0, "max_grad_norm": 1.0})
+    runs.append({**_run(dt=0.25, lr=1e-4, seed=0), "max_hidden_norm": 100.0, "max_grad_norm": 1.0})
+    out = analysis.dt_norm_effect(runs, "max_hidden_norm")["placements"]["pre"]
+    assert (out["lines"], out["pairs"]) == (2, 4)
+    assert out["mean_log_ratio"] == pytest.approx((math.log(0.25) + math.log(0.5)) / 2)
+    g = analysis.dt_norm_effect(runs, "max_grad_norm")["placements"]["pre"]
+    assert g["mean_log_ratio"] == 0.0 and not g["smaller_at_small_dt"] and not g["larger_at_small_dt"]
+    with pytest.raises(ValueError, match="field"):
+        analysis.dt_norm_effect(runs, "val_loss")
+
+
+def test_k5_dt_parts_from_the_atlas_decide_by_the_intervals():
+    """'…and after training' needs pre and peri smaller and post unresolved; 'backward stability' needs every
+    placement smaller (a wrong theory — post shrinking too, or pre not — flips the verdict)."""
+    from verify.report import claims as cl
+
+    def fx(**ci):
+        return {"small_dt": 0.25, "ref_dt": 1.0, "placements": {
+            p: {"mean_log_ratio": sum(c) / 2, "ci95": list(c), "smaller_at_small_dt": c[1] < 0,
+                "larger_at_small_dt": c[0] > 0, "lines": 9, "pairs": 80} for p, c in ci.items()}}
+
+    atlas = {"grid": {}, "runs": []}
+    good = fx(pre=(-1.5, -1.3), peri=(-1.5, -1.4), post=(-0.01, 0.07))
+    assert cl._dt_after_training_part(good, atlas).verdict == "reproduced"
+    assert cl._dt_after_training_part(fx(pre=(-1.5, -1.3), peri=(-1.5, -1.4), post=(-0.3, -0.1)), atlas).verdict == "undecided"
+    assert cl._dt_after_training_part(fx(pre=(-0.1, 0.2), peri=(-1.5, -1.4), post=(-0.01, 0.07)), atlas).verdict == "not reproduced"
+    assert cl._dt_backward_part(fx(pre=(-0.2, -0.1), post=(-0.5, -0.3)), atlas).verdict == "reproduced"
+    assert cl._dt_backward_part(fx(pre=(-0.2, -0.1), peri=(-0.01, 0.07)), atlas).verdict == "undecided"
+    assert cl._dt_backward_part(fx(pre=(0.1, 0.2), peri=(-0.3, -0.1)), atlas).verdict == "not reproduced"

@@ -82,6 +82,9 @@ def build_data(preset: str = "cpu", retrain: bool = False, workers: int | None =
     h_uni = analysis.unigram_reference(grid.sizes())
     data["trainability"] = analysis.trainability(runs, h_uni, small_dt=min(grid.dts),
                                                  ref_dt=1.0 if 1.0 in grid.dts else max(grid.dts))
+    if data["trainability"]["dt_effect"]:
+        data["dt_norm_effect"] = {f: analysis.dt_norm_effect(runs, f, small_dt=min(grid.dts), ref_dt=1.0)
+                                  for f in ("max_hidden_norm", "max_grad_norm")}
     if sum(not analysis.learned(r, h_uni) for r in runs if r["config"]["lr"] >= analysis.LEARN_LR_FLOOR) >= 2:
         data["trainability"]["criteria"] = analysis.evaluate_trainability(runs, h_uni)
     # S4 direct growth (designed after seeing seeds 0-2; docs/theorems/atlas.md): the gain at the grown Δt.

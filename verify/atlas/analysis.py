@@ -745,3 +745,33 @@ def external_test(fit_runs: list[dict], ext_runs: list[dict], ev: dict, growth: 
         tables[DIRECT] = direct_max_lr_table(ext_runs, direct["threshold"], scores[DIRECT])
     out["max_lr"] = {n: _table_summary(t) for n, t in tables.items()}
     return out
+
+
+def dt_norm_effect(runs: list[dict], field: str, small_dt: float = 0.25, ref_dt: float = 1.0,
+                   lr_floor: float = LEARN_LR_FLOOR) -> dict:
+    """K5 after training: log(field at Δt = small_dt / field at ref_dt) for the same (placement, depth, lr, seed)
+    — same θ₀ up to Δt, same batches — over the pairs where neither run diverged and lr ≥ ``lr_floor``; averaged
+    per (depth, seed) line (the pairs of one line share θ₀, so they are not independent), and a 95 % t-interval
+    over those lines, per placement. ``field`` is a per-run maximum over training (``max_hidden_norm``,
+    ``max_grad_norm``). Negative ⇒ smaller at Δt < 1."""
+    if field not in ("max_hidden_norm", "max_grad_norm"):
+        raise ValueError(f"field must be 'max_hidden_norm' or 'max_grad_norm', got {field!r}")
+    by = {(r["config"]["placement"], r["config"]["depth"], float(r["config"]["dt"]), r["config"]["lr"],
+           r["config"]["seed"]): r for r in runs}
+    lines: dict[str, dict[tuple, list[float]]] = {}
+    for (p, L, dt, lr, seed), r in by.items():
+        if dt != small_dt or lr < lr_floor:
+            continue
+        o = by.get((p, L, ref_dt, lr, seed))
+        if o is None or r["diverged"] or o["diverged"] or not r.get(field) or not o.get(field):
+            continue
+        lines.setdefault(p, {}).setdefault((L, seed), []).append(math.log(r[field] / o[field]))
+    out = {}
+    for p, ls in sorted(lines.items()):
+        x = np.array([np.mean(v) for v in ls.values()])
+        ci = _t_interval(x)
+        out[p] = {"lines": int(x.size), "pairs": int(sum(len(v) for v in ls.values())),
+                  "mean_log_ratio": float(x.mean()), "ci95": ci,
+                  "smaller_at_small_dt": bool(ci is not None and ci[1] < 0),
+                  "larger_at_small_dt": bool(ci is not None and ci[0] > 0)}
+    return {"field": field, "small_dt": small_dt, "ref_dt": ref_dt, "lr_floor": lr_floor, "placements": out}

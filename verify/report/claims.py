@@ -875,17 +875,63 @@ def claim_k5(by_id, figs) -> list[Part]:
                                                           is not None) + "; post flat by F1)", numbers,
                           tiny_gpt_scale(sweep, seeds=1) + f", Δt ∈ {sweep.get('dts')}"))
         trained = {p: [r["slope"] for r in v.get("trained", [])] for p, v in sweep.get("placements", {}).items()}
-        parts.append(Part("…and after training", "undecided",
-                          "one training run per Δt: the comparison between trained runs needs seeds",
-                          {"slope_trained": trained}, tiny_gpt_scale(sweep, seeds=1), core=False))
-    parts.append(Part("Δt < 1 improves backward stability", "not tested",
-                      "no Δt sweep of gradient norms in the figure data", core=False))
+        atlas_fx = (figs.get("atlas") or {}).get("dt_norm_effect")
+        if atlas_fx:
+            parts.append(_dt_after_training_part(atlas_fx["max_hidden_norm"], figs["atlas"]))
+        else:
+            parts.append(Part("…and after training", "undecided",
+                              "one training run per Δt: the comparison between trained runs needs seeds",
+                              {"slope_trained": trained}, tiny_gpt_scale(sweep, seeds=1), core=False))
+    atlas_fx = (figs.get("atlas") or {}).get("dt_norm_effect")
+    if atlas_fx:
+        parts.append(_dt_backward_part(atlas_fx["max_grad_norm"], figs["atlas"]))
+    else:
+        parts.append(Part("Δt < 1 improves backward stability", "not tested",
+                          "no Δt sweep of gradient norms in the figure data", core=False))
     parts.append(records_part(by_id, "co-design: Δt is a real knob for peri (update rows Δt|γ|√d whatever the weights)",
                               "S3", instances="random", scale="hypothesis-drawn stacks, d ≤ 10"))
     parts.append(records_part(by_id, "the (B, τ) criterion's admissible Δt keeps the measured gains in budget",
                               "S1", instances=("random", "witness"), scale="drawn stacks and aligned witnesses"))
     parts.extend(atlas_parts(figs.get("atlas")))
     return parts
+
+
+def _fx_text(fx: dict) -> str:
+    return "; ".join(f"{p} {v['mean_log_ratio']:+.2f} [{v['ci95'][0]:+.2f}, {v['ci95'][1]:+.2f}]"
+                     for p, v in fx["placements"].items() if v["ci95"])
+
+
+def _dt_after_training_part(fx: dict, atlas: dict) -> Part:
+    """K5 after training, from the atlas: the largest hidden-state row norm over training at Δt = 0.25 against
+    Δt = 1 (same θ₀ up to Δt, same batches, same lr), paired per (depth, seed) line: reproduced when it is smaller
+    for pre and peri and post shows no difference either way."""
+    pl = fx["placements"]
+    need = [p for p in ("pre", "peri", "post") if p not in pl]
+    if need:
+        return Part("…and after training", "not tested", f"the atlas lacks {', '.join(need)}", core=False)
+    ok = pl["pre"]["smaller_at_small_dt"] and pl["peri"]["smaller_at_small_dt"]
+    post_flat = not (pl["post"]["smaller_at_small_dt"] or pl["post"]["larger_at_small_dt"])
+    verdict = "reproduced" if ok and post_flat else ("not reproduced" if not ok else "undecided")
+    return Part("…and after training", verdict,
+                f"log(max hidden-state row norm over training at Δt = {fx['small_dt']:g} / at Δt = {fx['ref_dt']:g}), "
+                "same (placement, depth, lr, seed), neither run diverged, mean over each (depth, seed) line, 95 % "
+                f"t-interval over the lines: {_fx_text(fx)}", fx["placements"], atlas_scale(atlas), core=False)
+
+
+def _dt_backward_part(fx: dict, atlas: dict) -> Part:
+    """K5 backward, from the atlas: the largest gradient norm over training at Δt = 0.25 against Δt = 1, paired as
+    above: reproduced when smaller for every placement, not reproduced when for none (or larger for any)."""
+    pl = fx["placements"]
+    smaller = [p for p, v in pl.items() if v["smaller_at_small_dt"]]
+    larger = [p for p, v in pl.items() if v["larger_at_small_dt"]]
+    rest = [p for p in pl if p not in smaller and p not in larger]
+    verdict = ("reproduced" if len(smaller) == len(pl) else
+               "not reproduced" if (not smaller or larger) else "undecided")
+    return Part("Δt < 1 improves backward stability", verdict,
+                f"log(max gradient norm over training at Δt = {fx['small_dt']:g} / at Δt = {fx['ref_dt']:g}), paired as "
+                f"for the hidden states: {_fx_text(fx)}; smaller for {', '.join(smaller) or 'no placement'}, larger for "
+                f"{', '.join(larger) or 'no placement'}, unresolved for {', '.join(rest) or 'no placement'}",
+                fx["placements"], atlas_scale(atlas), core=False)
 
 
 def claim_k6(by_id, figs) -> list[Part]:
