@@ -523,3 +523,33 @@ def test_figure_draws_from_the_test_grid(tmp_path, test_atlas):
             "held_out_auc": ev["held_out_auc"], "primary": ev["primary"]}
     written = fig.draw(data, tmp_path / "atlas")
     assert all(p.stat().st_size > 5000 for p in written)
+
+
+def test_shallow_control_keeps_the_total_time_and_the_number_of_active_steps():
+    """Water with 3 active steps of 8 (Δt 0.6, 0.9, 0.5, the rest 1e-4): the control has 3 steps at (2.0)/3 each, at
+    positions 0, 4 (rounded 3.5), 7, and the same total time."""
+    water = [0.6, 1e-4, 0.9, 1e-4, 1e-4, 0.5, 1e-4, 1e-4]
+    ctl = schedules.shallow_control(water)
+    on = [i for i, v in enumerate(ctl) if v > 1e-4 * (1 + 1e-9)]
+    assert on == [0, 4, 7]
+    assert ctl[0] == pytest.approx(2.0 / 3, rel=1e-12) and sum(ctl) == pytest.approx(sum(water), rel=1e-12)
+    assert schedules.shallow_control([1e-4, 2.0])[1] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="at least one"):
+        schedules.shallow_control([1e-4, 1e-4])
+
+
+def test_k5_schedule_parts_decide_by_the_intervals():
+    from verify.report import claims as cl
+
+    def cfg(p, m, ci):
+        d = {"mean": m, "ci95": ci, "water_better": m + ci < 0, "uniform_better": m - ci > 0}
+        v = {"mean": m, "ci95": ci, "water_better": m + ci < 0, "shallow_better": m - ci > 0}
+        return {"placement": p, "depth": 4, "seeds": [0, 1, 2], "difference": d, "versus_shallow": v}
+
+    def verdicts(cfgs):
+        return [p.verdict for p in cl.atlas_schedule_parts({"schedules": {"configs": cfgs}}, "stub")]
+
+    assert verdicts([cfg("pre", -0.2, 0.05), cfg("post", -0.1, 0.05)]) == ["reproduced"] * 2
+    assert verdicts([cfg("pre", -0.2, 0.05), cfg("post", 0.0, 0.05)]) == ["undecided"] * 2
+    assert verdicts([cfg("pre", -0.2, 0.05), cfg("post", 0.2, 0.05)]) == ["not reproduced"] * 2
+    assert verdicts([]) == ["not tested"] * 2

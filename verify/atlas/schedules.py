@@ -1,6 +1,6 @@
 """S2 on the atlas: does the water-filling schedule train better than a uniform Δt at equal total time T?
 
-For a configuration (placement, depth) the per-step backward gains ℓ_k are measured at initialisation on the
+For a configuration (placement, depth; the cpu preset: depths 4, 12, 24) the per-step backward gains ℓ_k are measured at initialisation on the
 uniform-Δt model (float64, a fixed probe batch): with p_k = mean ‖∂L/∂x_k‖, step k multiplies the adjoint by
 p_k/p_{k+1}, so ℓ_k Δt = |p_k/p_{k+1} − 1| (floored at 1e-3 so no step is free). S2's two-sided water-filling
 (``theory.criterion.optimal_step_sizes`` with no forward budget) gives Δt_k = (1/ℓ_k − λ)₊; τ is chosen by
@@ -54,14 +54,35 @@ def water_filling(ell: np.ndarray, total_time: float) -> np.ndarray:
             break
     dt = optimal_step_sizes(0.0, ell, math.inf, hi).dt
     dt = dt * (total_time / dt.sum())
-    return np.maximum(dt, 1e-4)  # the zoo needs Δt > 0: a step the fill switches off keeps a negligible Δt
+    return np.maximum(dt, OFF)  # the zoo needs Δt > 0: a step the fill switches off keeps a negligible Δt
 
 
 SCHEDULE_CONFIGS = {
-    "test": {"placements": ("pre",), "depth": 2, "dt": 0.25, "lr": 0.01, "seeds": (0, 1, 2)},
-    "cpu": {"placements": ("pre", "peri", "post", "none"), "depth": 4, "dt": 0.25, "lr": 0.01, "seeds": (0, 1, 2)},
-    "gpu": {"placements": runner.PLACEMENTS, "depth": 12, "dt": 0.25, "lr": 0.003, "seeds": (0, 1, 2, 3, 4)},
+    "test": {"placements": ("pre",), "depths": (2,), "dt": 0.25, "lr": 0.01, "seeds": (0, 1, 2)},
+    "cpu": {"placements": ("pre", "peri", "post", "none"), "depths": (4, 12, 24), "dt": 0.25, "lr": 0.01,
+            "seeds": (0, 1, 2)},
+    "gpu": {"placements": runner.PLACEMENTS, "depths": (12, 24), "dt": 0.25, "lr": 0.003, "seeds": (0, 1, 2, 3, 4)},
 }
+
+
+OFF = 1e-4  # the Δt water_filling gives a step it switches off
+
+
+def shallow_control(water) -> list[float]:
+    """The control for "water-filling trains better": the same total time T on the same *number* k of active steps
+    (Δt > OFF), evenly spaced and uniform (T/k each), the others at OFF. Water-filling at small T switches most steps
+    off; if it beats uniform only because it trains a k-step network, this control does as well; if the steps it
+    chooses matter, water-filling beats this control too."""
+    w = np.asarray(water, dtype=float)
+    on = w > OFF * (1 + 1e-9)
+    k, K = int(on.sum()), w.size
+    if k == 0:
+        raise ValueError("water must switch on at least one step")
+    total = float(w.sum() - OFF * (K - k))
+    idx = np.round(np.linspace(0, K - 1, k)).astype(int) if k > 1 else np.array([K - 1])
+    out = np.full(K, OFF)
+    out[idx] = total / k
+    return [float(v) for v in out]
 
 
 def _ci(x: np.ndarray) -> float:
@@ -71,14 +92,16 @@ def _ci(x: np.ndarray) -> float:
 def schedule_cells(preset: str, grid: runner.AtlasGrid) -> list[dict]:
     sc = SCHEDULE_CONFIGS[preset]
     cells = []
-    for p in sc["placements"]:
-        K = 2 * sc["depth"]  # attention + MLP per block
-        ell = step_gains(p, sc["depth"], grid.sizes(), sc["dt"])
-        water = water_filling(ell, K * sc["dt"])
-        for kind, sched in (("uniform", [sc["dt"]] * K), ("water", [float(v) for v in water])):
-            for s in sc["seeds"]:
-                cells.append({"placement": p, "depth": sc["depth"], "dt": 1.0, "lr": sc["lr"], "seed": s,
-                              "schedule": sched, "schedule_kind": kind, **grid.sizes()})
+    for depth in sc["depths"]:
+        for p in sc["placements"]:
+            K = 2 * depth  # attention + MLP per block
+            ell = step_gains(p, depth, grid.sizes(), sc["dt"])
+            water = water_filling(ell, K * sc["dt"])
+            for kind, sched in (("uniform", [sc["dt"]] * K), ("water", [float(v) for v in water]),
+                                ("shallow", shallow_control(water))):
+                for s in sc["seeds"]:
+                    cells.append({"placement": p, "depth": depth, "dt": 1.0, "lr": sc["lr"], "seed": s,
+                                  "schedule": sched, "schedule_kind": kind, **grid.sizes()})
     return cells
 
 
@@ -95,17 +118,19 @@ def compare(preset: str, grid: runner.AtlasGrid, retrain: bool = False, workers:
     if retrain:
         cache.save()
     out = []
-    for p in SCHEDULE_CONFIGS[preset]["placements"]:
-        rows = {k: [(c, r) for c, r in zip(cells, recs) if c["placement"] == p and c["schedule_kind"] == k]
-                for k in ("uniform", "water")}
+    for depth, p in ((L, p) for L in SCHEDULE_CONFIGS[preset]["depths"] for p in SCHEDULE_CONFIGS[preset]["placements"]):
+        rows = {k: [(c, r) for c, r in zip(cells, recs)
+                    if c["placement"] == p and c["depth"] == depth and c["schedule_kind"] == k]
+                for k in ("uniform", "water", "shallow")}
         val = {k: np.array([r["val_loss"] if r["val_loss"] is not None else math.inf for _, r in v])
                for k, v in rows.items()}
         diff = val["water"] - val["uniform"]
         fin = np.isfinite(diff)
-        entry = {"placement": p, "depth": cells[0]["depth"], "lr": cells[0]["lr"],
+        entry = {"placement": p, "depth": depth, "lr": cells[0]["lr"],
                  "total_time": float(sum(rows["uniform"][0][0]["schedule"])),
                  "water_schedule": rows["water"][0][0]["schedule"], "seeds": [c["seed"] for c, _ in rows["uniform"]]}
-        for k in ("uniform", "water"):
+        entry["shallow_schedule"] = rows["shallow"][0][0]["schedule"]
+        for k in ("uniform", "water", "shallow"):
             v = val[k][np.isfinite(val[k])]
             entry[k] = {"val_loss": val[k].tolist(), "mean": float(v.mean()) if v.size else None,
                         "ci95": _ci(v) if v.size else None, "diverged": int(sum(r["diverged"] for _, r in rows[k]))}
@@ -113,6 +138,13 @@ def compare(preset: str, grid: runner.AtlasGrid, retrain: bool = False, workers:
         entry["difference"] = {"mean": float(d.mean()) if d.size else None, "ci95": _ci(d) if d.size else None,
                                "water_better": bool(d.size and d.mean() + _ci(d) < 0),
                                "uniform_better": bool(d.size and d.mean() - _ci(d) > 0)}
+        dc = val["water"] - val["shallow"]
+        dc = dc[np.isfinite(dc)]
+        entry["versus_shallow"] = {"mean": float(dc.mean()) if dc.size else None, "ci95": _ci(dc) if dc.size else None,
+                                   "water_better": bool(dc.size and dc.mean() + _ci(dc) < 0),
+                                   "shallow_better": bool(dc.size and dc.mean() - _ci(dc) > 0)}
         out.append(entry)
-    return {"configs": out, "note": "difference = water − uniform final validation loss, paired by seed; 95 % "
-                                    "t-interval over seeds; 'better' only when the interval excludes 0"}
+    return {"configs": out, "note": "difference = water − uniform final validation loss, paired by seed; "
+                                    "versus_shallow = water − the same number of active steps evenly spaced "
+                                    "(shallow_control); 95 % t-interval over seeds; 'better' only when the interval "
+                                    "excludes 0"}

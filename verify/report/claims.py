@@ -631,6 +631,7 @@ def atlas_parts(atlas: dict | None) -> list[Part]:
     parts.extend(atlas_seed_parts(atlas, scale))
     parts.extend(atlas_trainability_parts(atlas, scale))
     parts.extend(atlas_external_parts(atlas, scale))
+    parts.extend(atlas_schedule_parts(atlas, scale))
     return parts
 
 
@@ -787,6 +788,36 @@ def atlas_external_parts(atlas: dict, scale: str) -> list[Part]:
 
 
 MCNEMAR_ALPHA_K5 = 0.05
+
+
+def atlas_schedule_parts(atlas: dict, scale: str) -> list[Part]:
+    """K5/S2 on the atlas: does the water-filling schedule reach a lower final validation loss than uniform Δt at
+    equal total time T (paired by seed, 95 % t-interval), and than the control with the same number of active
+    steps evenly spaced (so that the gain is the schedule's choice of steps, not a shallower network)."""
+    names = ("S2's water-filling schedule trains better than uniform Δt at equal total time (paired by seed)",
+             "…and better than the same number of active steps evenly spaced (the shallow-network control)")
+    cfgs = (atlas.get("schedules") or {}).get("configs", [])
+    if not cfgs:
+        return [Part(n, "not tested", "figures/atlas.json has no schedule runs", core=False) for n in names]
+    out = []
+    for name, key, better, worse in ((names[0], "difference", "water_better", "uniform_better"),
+                                     (names[1], "versus_shallow", "water_better", "shallow_better")):
+        rows = [c for c in cfgs if key in c]
+        if not rows:
+            out.append(Part(name, "not tested", f"the schedule runs carry no {key!r}", core=False))
+            continue
+        win = [f"{c['placement']}/L={c['depth']}" for c in rows if c[key][better]]
+        lose = [f"{c['placement']}/L={c['depth']}" for c in rows if c[key][worse]]
+        verdict = ("reproduced" if len(win) == len(rows) else
+                   "not reproduced" if (not win or lose) else "undecided")
+        detail = "; ".join(f"{c['placement']}/L={c['depth']} {c[key]['mean']:+.3f} ± {c[key]['ci95']:.3f}"
+                           for c in rows if c[key]["mean"] is not None)
+        out.append(Part(name, verdict,
+                        f"water − {'uniform' if key == 'difference' else 'control'} final validation loss (nats), "
+                        f"{len(rows[0]['seeds'])} seeds, 95 % t-interval: {detail}; better in {len(win)} of "
+                        f"{len(rows)}, worse in {len(lose)} (no correction for the {len(rows)} comparisons)",
+                        {f"{c['placement']}/L={c['depth']}": c[key] for c in rows}, scale, core=False))
+    return out
 
 
 def _brackets_agree(a: dict, b: dict, factor: float = 2.0) -> bool:
