@@ -22,11 +22,29 @@ def summary_lines(data: dict) -> list[str]:
     for key in data["predicted_max_lr"]:
         lines.append(f"    {key}: predicted {data['predicted_max_lr'][key]:.3g}, measured "
                      f"{data['measured_max_lr'][key]:.3g}")
+    gr = data.get("growth")
+    if gr:
+        lines.append(f"  S4 growth-aware ({gr['variant']}): held-out accuracy {gr['held_out_accuracy']:.3f}, AUC "
+                     f"{gr['held_out_auc']:.3f}; beats every baseline (McNemar p < 0.05): {gr['beats_baselines']}")
+    dr = data.get("direct")
+    if dr:
+        lines.append(f"  S4 direct growth (designed after seeing seeds 0-2): held-out accuracy {dr['held_out_accuracy']:.3f},"
+                     f" AUC {dr['held_out_auc']:.3f}")
+    ex = data.get("external")
+    if ex:
+        lines.append(f"  fresh seeds {ex['seeds']} ({ex['n_runs']} runs, constants from seeds {ex['fit_seeds']}): "
+                     + ", ".join(f"{k} {v:.3f}" for k, v in sorted(ex["accuracy"].items(), key=lambda kv: -kv[1])))
+    for p, v in ((data.get("trainability") or {}).get("dt_effect") or {}).items():
+        pooled = v["pooled"]
+        if pooled["ci95"]:
+            lines.append(f"  best val loss Δt={data['trainability']['small_dt']:g} − Δt={data['trainability']['ref_dt']:g}"
+                         f" {p}: {pooled['mean']:+.3f} [{pooled['ci95'][0]:+.3f}, {pooled['ci95'][1]:+.3f}]")
     for c in (data.get("schedules") or {}).get("configs", []):
         dd = c["difference"]
+        vs = c.get("versus_shallow")
         lines.append(f"  S2 {c['placement']} L={c['depth']}: uniform {c['uniform']['mean']:.3f}±{c['uniform']['ci95']:.3f}"
                      f", water {c['water']['mean']:.3f}±{c['water']['ci95']:.3f} (water−uniform {dd['mean']:+.3f}"
-                     f"±{dd['ci95']:.3f})")
+                     f"±{dd['ci95']:.3f}" + (f"; water−control {vs['mean']:+.3f}±{vs['ci95']:.3f}" if vs else "") + ")")
     return lines
 
 
