@@ -233,7 +233,7 @@ def test_advice_carries_the_atlas_track_record(atlas):
     data, _ = atlas
     a = advice("pre", 4, 32, atlas=data, dt=1.0, lr=1e-3)
     m = data["model"]
-    g, dr = m["growth"], m["direct"]
+    g, dr, ov = m["growth"], m["direct"], m["overflow"]
     # the region comes from the criterion with the best record — fresh-seed accuracy where there is one; the
     # direct variant (designed after seeing seeds 0-2) only with a fresh-seed record
     rec = {"s4": m["fresh_accuracy_s4"] or m["held_out_accuracy"]}
@@ -241,14 +241,18 @@ def test_advice_carries_the_atlas_track_record(atlas):
         rec["growth"] = g["fresh_accuracy"] or g["held_out_accuracy"]
     if dr["beats_baselines"] and dr["fresh_accuracy"] is not None:
         rec["direct"] = dr["fresh_accuracy"]
+    if ov["beats_baselines"] and ov["fresh_accuracy"] is not None:
+        rec["overflow"] = ov["fresh_accuracy"]
     choice = max(rec, key=rec.get)
-    table = {"direct": dr, "growth": g}.get(choice)
-    assert a["criterion"] == {"direct": analysis.DIRECT, "growth": "growth"}.get(choice, m["criterion"])
+    table = {"direct": dr, "growth": g, "overflow": ov}.get(choice)
+    assert a["criterion"] == {"direct": analysis.DIRECT, "growth": "growth",
+                              "overflow": analysis.OVERFLOW}.get(choice, m["criterion"])
     acc_table = table["per_placement_accuracy"] if table else m["per_placement_accuracy"]
     assert a["atlas_accuracy"] == acc_table["pre"]["accuracy"]
     region = (table or m)["max_lr"]["pre"]["4"]
     assert [e["max_lr"] for e in a["predicted_region"]] == [region[k] for k in sorted(region, key=float)]
-    lost = {**data, "model": {**m, "growth": {**g, "beats_baselines": False}, "direct": {**dr, "beats_baselines": False}}}
+    lost = {**data, "model": {**m, "growth": {**g, "beats_baselines": False}, "direct": {**dr, "beats_baselines": False},
+                              "overflow": {**ov, "beats_baselines": False}}}
     s4 = advice("pre", 4, 32, atlas=lost, dt=1.0, lr=1e-3)
     assert s4["criterion"] == m["criterion"]
     assert s4["atlas_accuracy"] == m["per_placement_accuracy"]["pre"]["accuracy"]

@@ -158,3 +158,54 @@ def test_fresh_seed_test_is_disjoint_and_recounts(atlas):
     s = analysis.direct_scores(fresh)
     assert ex["accuracy"][analysis.DIRECT] == pytest.approx(
         np.mean([(v > data["direct"]["threshold"]) == r["diverged"] for r, v in zip(fresh, s)]), abs=1e-12)
+    # S4 overflow by hand: diverges ⇔ lr > e^θ (θ the lr rule's, seeds 0-2) or the grown row norm ≥ 2^64
+    c = math.exp(data["criteria"]["lr_only"]["threshold"])
+    hand = np.mean([((r["config"]["lr"] > c) or r["init"]["log_rowmax_grown"] > 64 * math.log(2.0)) == r["diverged"]
+                    for r in fresh])
+    assert ex["accuracy"][analysis.OVERFLOW] == pytest.approx(hand, abs=1e-12)
+
+
+# ---- S4 overflow ---------------------------------------------------------------------------------------------------
+
+
+def test_overflow_score_is_the_larger_of_the_two_mechanisms():
+    """lr 4 against c = 2 gives log 2 > 0; a grown row norm of 2^70 gives 6·log 2; 2^60 and lr 1 give max(−log 2,
+    −4 log 2) = −log 2 (predicted stable); an overflowed grown forward is +inf."""
+    def run(lr, log_rowmax):
+        return {"config": {"lr": lr}, "init": {"log_rowmax_grown": log_rowmax}}
+
+    log2 = math.log(2.0)
+    s = analysis.overflow_scores([run(4.0, 10.0), run(1.0, 70 * log2), run(1.0, 60 * log2), run(1.0, math.inf)],
+                                 math.log(2.0))
+    assert s[0] == pytest.approx(log2) and s[1] == pytest.approx(6 * log2) and s[2] == pytest.approx(-log2)
+    assert s[3] == math.inf
+    assert analysis.LOG_F32_ROW == pytest.approx(math.log(math.sqrt(np.finfo(np.float32).max)), rel=1e-7)
+
+
+def test_overflow_scores_reproduce_and_its_only_constant_is_the_lr_rules(atlas):
+    data, grown = atlas
+    if "overflow" not in data:
+        pytest.skip("no overflow record")
+    ev = analysis.evaluate(grown)
+    ov = analysis.evaluate_overflow(grown, ev["criteria"])
+    assert ov["held_out_accuracy"] == data["overflow"]["held_out_accuracy"]
+    assert ov["log_c_lr"] == ev["criteria"]["lr_only"]["threshold"] == data["criteria"]["lr_only"]["threshold"]
+
+
+@pytest.mark.parametrize("wrong", ["float64 range", "twice the exponent", "a quarter of the exponent"])
+def test_meta_overflow_with_a_wrong_range_scores_visibly_worse(atlas, wrong):
+    """A wrong overflow limit — float64's (2^512), 2^128 or 2^16 instead of float32's 2^64 — loses ≥ 1 point of
+    held-out accuracy or moves lr* out of 2× in more (placement, depth, Δt) cells. (The atlas resolves the limit
+    only to a plateau: lr* agreement is the same for 2^56–2^80 and accuracy within 0.2 points for 2^32–2^80, since
+    the un-normalised stack's grown row norm rises by e^25–e^60 per lr octave; 10 % off in the exponent is not
+    resolvable on this grid — docs/theorems/atlas.md.)"""
+    data, grown = atlas
+    if "overflow" not in data:
+        pytest.skip("no overflow record")
+    ev = analysis.evaluate(grown)
+    limit = {"float64 range": 512 * math.log(2.0), "twice the exponent": 2 * analysis.LOG_F32_ROW,
+             "a quarter of the exponent": 0.25 * analysis.LOG_F32_ROW}[wrong]
+    bad = analysis.evaluate_overflow(grown, ev["criteria"], log_limit=limit)
+    good = data["overflow"]
+    assert (bad["held_out_accuracy"] <= good["held_out_accuracy"] - 0.01
+            or bad["max_lr_within_2x"] < good["max_lr_within_2x"])

@@ -91,6 +91,8 @@ def build_data(preset: str = "cpu", retrain: bool = False, workers: int | None =
     grown = runner.with_grown_gains(runs, f"{name}_grown", workers=workers, cache_dir=cache_dir)
     direct = analysis.evaluate_direct(grown, ev["criteria"])
     data["direct"] = direct
+    overflow = analysis.evaluate_overflow(grown, ev["criteria"])
+    data["overflow"] = overflow
     if preset == "cpu":
         long_runs = runner.atlas_runs(runner.grid_for("long"), retrain=retrain, cache_name="atlas_long",
                                       workers=workers, cache_dir=cache_dir)
@@ -99,7 +101,7 @@ def build_data(preset: str = "cpu", retrain: bool = False, workers: int | None =
         fresh = runner.atlas_runs(runner.grid_for("fresh"), retrain=retrain, cache_name="atlas_fresh",
                                   workers=workers, cache_dir=cache_dir)
         fresh = runner.with_grown_gains(fresh, "atlas_fresh_grown", workers=workers, cache_dir=cache_dir)
-        data["external"] = analysis.external_test(runs, fresh, ev, gr, direct)
+        data["external"] = analysis.external_test(runs, fresh, ev, gr, direct, overflow)
     dmax: dict = {}
     for row in direct["max_lr"].values():
         dmax.setdefault(row["placement"], {})[str(row["depth"])] = {f"{e['dt']:g}": e["predicted"] for e in row["per_dt"]}
@@ -110,6 +112,15 @@ def build_data(preset: str = "cpu", retrain: bool = False, workers: int | None =
         "per_placement_accuracy": analysis.per_placement_accuracy(grown, analysis.DIRECT, direct["threshold"],
                                                                   analysis.direct_scores(grown))}
     data["model"]["fresh_accuracy_s4"] = ext.get(primary)
+    omax: dict = {}
+    for row in overflow["max_lr"].values():
+        omax.setdefault(row["placement"], {})[str(row["depth"])] = {f"{e['dt']:g}": e["predicted"]
+                                                                     for e in row["per_dt"]}
+    data["model"]["overflow"] = {
+        "held_out_accuracy": overflow["held_out_accuracy"], "beats_baselines": overflow["beats_baselines"],
+        "max_lr": omax, "fresh_accuracy": ext.get(analysis.OVERFLOW),
+        "per_placement_accuracy": analysis.per_placement_accuracy(
+            grown, analysis.OVERFLOW, 0.0, analysis.overflow_scores(grown, overflow["log_c_lr"], overflow["log_limit"]))}
     # What `advice` needs beyond S4: the growth-aware region and its per-placement record, the learned band, Δt effect.
     data["model"]["growth"] = {
         "variant": gr["variant"], "threshold": gr["threshold"], "held_out_accuracy": gr["held_out_accuracy"],
@@ -178,16 +189,23 @@ def advice(placement: str, depth: int, d: int, atlas: dict | None = None, atlas_
     L = _nearest(model["max_lr"][near], depth)
     # The region comes from the criterion with the better held-out record on the atlas: growth-aware where it beats
     # every baseline (McNemar), else S4's primary variant.
-    g, dr = model.get("growth"), model.get("direct")
+    g, dr, ov = model.get("growth"), model.get("direct"), model.get("overflow")
     # the honest record is the fresh-seed accuracy (nothing was chosen on those seeds); else the held-out one
     rec = {"s4": model.get("fresh_accuracy_s4") or model["held_out_accuracy"]}
     if g and g.get("beats_baselines"):
         rec["growth"] = g.get("fresh_accuracy") or g["held_out_accuracy"]
     if dr and dr.get("beats_baselines") and dr.get("fresh_accuracy") is not None:
         rec["direct"] = dr["fresh_accuracy"]  # designed after seeing seeds 0-2: only with a fresh-seed record
+    if ov and ov.get("beats_baselines") and ov.get("fresh_accuracy") is not None:
+        rec["overflow"] = ov["fresh_accuracy"]  # likewise
     choice = max(rec, key=rec.get)
     use_growth = choice == "growth"
-    if choice == "direct":
+    if choice == "overflow":
+        by_dt = ov["max_lr"][near][L]
+        acc = ov["per_placement_accuracy"].get(near, {}).get("accuracy")
+        crit_name = (f"S4 overflow, lr ≤ c and the grown stack inside float32's range; fresh-seed accuracy "
+                     f"{ov['fresh_accuracy']:.1%}")
+    elif choice == "direct":
         by_dt = dr["max_lr"][near][L]
         acc = dr["per_placement_accuracy"].get(near, {}).get("accuracy")
         crit_name = f"S4 direct growth, lr·A(lr) ≤ c; fresh-seed accuracy {dr['fresh_accuracy']:.1%}"
@@ -221,7 +239,10 @@ def advice(placement: str, depth: int, d: int, atlas: dict | None = None, atlas_
                         if g else "")
                      + (f"; S4 direct growth {dr['held_out_accuracy']:.1%} (fresh seeds "
                         f"{dr['fresh_accuracy']:.1%})" + (", used above" if choice == "direct" else "")
-                        if dr and dr.get("fresh_accuracy") is not None else ""))
+                        if dr and dr.get("fresh_accuracy") is not None else "")
+                     + (f"; S4 overflow {ov['held_out_accuracy']:.1%} (fresh seeds {ov['fresh_accuracy']:.1%})"
+                        + (", used above" if choice == "overflow" else "")
+                        if ov and ov.get("fresh_accuracy") is not None else ""))
     band = model.get("learned_band", {}).get(near, {}).get(L)
     if band:
         lines.append("every atlas seed learned context (validation loss below the unigram cross-entropy) at: " +
@@ -238,7 +259,8 @@ def advice(placement: str, depth: int, d: int, atlas: dict | None = None, atlas_
         lines.append(f"recommended Δt = {rec_dt:g} (lowest validation loss on the atlas, mean over "
                      f"{best.get('seeds', 1)} seed(s), among settings where no seed diverged: lr {best['lr']:.3g})")
     out = {"lines": lines, "predicted_region": region, "recommended_dt": rec_dt, "atlas_accuracy": acc,
-           "criterion": {"direct": analysis_direct_name(), "growth": "growth"}.get(choice, model["criterion"]),
+           "criterion": {"direct": analysis_direct_name(), "growth": "growth",
+                         "overflow": "growth_overflow"}.get(choice, model["criterion"]),
            "learned_band": band,
            "placement": near, "depth": int(L), "atlas_d": model["d"]}
     dt, lr = measured.get("dt"), measured.get("lr")

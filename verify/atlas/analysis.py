@@ -720,7 +720,8 @@ def evaluate_direct(runs: list[dict], crit: dict) -> dict:
             "swapped": {"held_out_accuracy": sw["held_out_accuracy"], "held_out_auc": sw["held_out_auc"]}}
 
 
-def external_test(fit_runs: list[dict], ext_runs: list[dict], ev: dict, growth: dict, direct: dict | None) -> dict:
+def external_test(fit_runs: list[dict], ext_runs: list[dict], ev: dict, growth: dict, direct: dict | None,
+                  overflow: dict | None = None) -> dict:
     """Every criterion with its constant (and, for growth-aware, its variant) fixed on ``fit_runs``' fit half,
     scored on *every* run of ``ext_runs`` (fresh seeds: nothing was chosen on them): accuracy, AUC, cluster-bootstrap
     intervals, McNemar against the lr-only rule, and lr* within 2× per (placement, depth, Δt) of ``ext_runs``."""
@@ -730,6 +731,9 @@ def external_test(fit_runs: list[dict], ext_runs: list[dict], ev: dict, growth: 
     scores["growth"], thr["growth"] = _finite(growth_scores(ext_runs, growth["variant"])), growth["threshold"]
     if direct is not None:
         scores[DIRECT], thr[DIRECT] = _finite(direct_scores(ext_runs)), direct["threshold"]
+    if overflow is not None:
+        scores[OVERFLOW] = _finite(overflow_scores(ext_runs, overflow["log_c_lr"], overflow["log_limit"]))
+        thr[OVERFLOW] = 0.0
     correct = {n: (scores[n] > thr[n]) == y for n in scores}
     out: dict = {"n_runs": len(ext_runs), "n_diverged": int(y.sum()),
                  "seeds": sorted({r["config"]["seed"] for r in ext_runs}),
@@ -743,6 +747,8 @@ def external_test(fit_runs: list[dict], ext_runs: list[dict], ev: dict, growth: 
               "growth": growth_max_lr_table(ext_runs, growth["variant"], growth["threshold"])}
     if direct is not None:
         tables[DIRECT] = direct_max_lr_table(ext_runs, direct["threshold"], scores[DIRECT])
+    if overflow is not None:
+        tables[OVERFLOW] = direct_max_lr_table(ext_runs, 0.0, scores[OVERFLOW])
     out["max_lr"] = {n: _table_summary(t) for n, t in tables.items()}
     return out
 
@@ -775,3 +781,59 @@ def dt_norm_effect(runs: list[dict], field: str, small_dt: float = 0.25, ref_dt:
                   "smaller_at_small_dt": bool(ci is not None and ci[1] < 0),
                   "larger_at_small_dt": bool(ci is not None and ci[0] > 0)}
     return {"field": field, "small_dt": small_dt, "ref_dt": ref_dt, "lr_floor": lr_floor, "placements": out}
+
+
+# ---- S4 overflow: two mechanisms, one constant -----------------------------------------------------------------
+#
+# Designed after seeing that the un-normalised stack's runs that "diverge" are non-finite (float32 overflow of the
+# hidden state: their recorded max row norms reach 10^17-10^19 just before) while its runs that train can carry
+# row norms of 10^17 (the final norm divides any finite scale out), so a fitted constant on lr·A cannot fit both
+# its depth 4 and its depth 24. Two mechanisms: the normalised stacks' sign-step limit lr ≤ c (the lr-only rule's
+# constant, fitted on the fit half), and the forward pass leaving float32's range — the largest row norm of the
+# θ₀ stack at the grown Δt·s(lr)² (``runner.grown_gains``) above 2^64 = √(float32 max), where a squared row norm
+# (LayerNorm's variance, attention's logits) overflows. The second has no fitted constant.
+
+OVERFLOW = "growth_overflow"
+LOG_F32_ROW = 64.0 * math.log(2.0)  # log √(float32 max): 2^128 ≈ 3.4e38 is float32's largest finite number
+
+
+def overflow_scores(runs: list[dict], log_c_lr: float, log_limit: float = LOG_F32_ROW) -> np.ndarray:
+    """max(log lr − log c, log max-row-norm at the grown Δt − log 2^64) per run: > 0 ⇔ predicted to diverge."""
+    out = []
+    for r in runs:
+        g = r["init"]["log_rowmax_grown"]
+        out.append(max(math.log(r["config"]["lr"]) - log_c_lr, (math.inf if math.isinf(g) else g) - log_limit))
+    return np.array(out)
+
+
+def evaluate_overflow(runs: list[dict], crit: dict, log_limit: float = LOG_F32_ROW) -> dict:
+    """S4 overflow on the atlas: the lr part's constant is the lr-only rule's (fit half), the overflow part has
+    none, the boundary is score = 0; held-out accuracy, AUC, McNemar against every baseline and S4 variant, the
+    max-lr table (lr* where the score sampled at each seed's grid lrs crosses 0), the boundary off by 2×, swapped."""
+    theta_lr = crit["lr_only"]["threshold"]
+    s = overflow_scores(runs, theta_lr, log_limit)
+    y = np.array([bool(r["diverged"]) for r in runs])
+    half = _halves(runs)
+    held, fit = half == "held_out", half == "fit"
+    right = held_out_correct(runs, s, 0.0)
+    others = {n: held_out_correct(runs, _finite(np.array([SCORES[n](r) for r in runs], dtype=float)),
+                                  crit[n]["threshold"]) for n in (*BASELINES, *S4_CRITERIA)}
+    acc = float(np.mean(right))
+    mcn = {n: {**pr.mcnemar_exact(right, c), "accuracy": float(np.mean(c))} for n, c in others.items()}
+    beats = {n: bool(acc > crit[n]["held_out_accuracy"] and mcn[n]["p"] < MCNEMAR_ALPHA) for n in BASELINES}
+    table = direct_max_lr_table(runs, 0.0, s)
+    star = {(row["placement"], row["depth"], e["dt"]): e["predicted"] for row in table.values() for e in row["per_dt"]}
+    hr = [r for r, h in zip(runs, held) if h]
+
+    def off(f):
+        return pr.accuracy([r["config"]["lr"] > f * star[_key4(r["config"])[:3]] * (1 + 1e-12) for r in hr],
+                           [r["diverged"] for r in hr])
+
+    sw_runs = swap_placements(runs, SWAP)
+    sw = held_out_correct(sw_runs, overflow_scores(sw_runs, theta_lr, log_limit), 0.0)
+    return {"log_c_lr": theta_lr, "log_limit": log_limit,
+            "fit_accuracy": pr.accuracy(s[fit] > 0, y[fit]), "held_out_accuracy": acc,
+            "held_out_auc": pr.roc_auc(_finite(s[held]), y[held]), "mcnemar": mcn, "beats": beats,
+            "beats_baselines": bool(all(beats.values())), "max_lr": table, **_table_summary(table),
+            "boundary_factor_accuracy": {f"{f:g}": off(f) for f in (0.5, 1.0, 2.0)},
+            "swapped": {"held_out_accuracy": float(np.mean(sw))}}

@@ -299,7 +299,7 @@ def cached_runs(grid: AtlasGrid, cache_name: str, cache_dir=None) -> list[dict] 
 
 # ---- S4 direct growth: the forward gain of θ₀ at the grown Δt (no training) ------------------------------------
 
-GROWN_MEASURE = "grown_gain_v1"  # part of the cache key of the measurement below
+GROWN_MEASURE = "grown_gain_v2"  # part of the cache key of the measurement below (v2: + the largest row norm)
 
 
 def _drift_steps(sizes: dict) -> float:
@@ -311,7 +311,9 @@ def _drift_steps(sizes: dict) -> float:
 
 def grown_gains(placement: str, depth: int, cells: list[dict], sizes: dict) -> list[dict]:
     """Per cell: log G_f of its own θ₀ (seed) at Δt' = Δt·s(lr)² (``theory.predictive.grown_dt``), float64, on the
-    fixed probe batch; G_f = max_k mean‖x_k‖/mean‖x_0‖ as in ``init_measurements``. +inf where the forward overflows."""
+    fixed probe batch; G_f = max_k mean‖x_k‖/mean‖x_0‖ as in ``init_measurements``; and the log of the largest row
+    norm of any hidden state there (``log_rowmax_grown``, the grown analogue of a run's max_hidden_norm). +inf
+    where the float64 forward overflows."""
     from theory import predictive as pr
 
     text = corpus(sizes["corpus_bytes"])
@@ -325,10 +327,12 @@ def grown_gains(placement: str, depth: int, cells: list[dict], sizes: dict) -> l
         _, _, states = model(idx.expand(len(cells), *idx.shape), trajectory=True)
         r = torch.stack([s.norm(dim=-1).flatten(1).mean(1) for s in states], 1)
         g = (r / r[:, :1]).max(1).values
+        rowmax = torch.stack([s.norm(dim=-1).flatten(1).max(1).values for s in states], 1).max(1).values
     out = []
-    for dtp, v in zip(dts, g.tolist()):
-        ok = math.isfinite(v) and v > 0
-        out.append({"grown_dt": dtp, "log_gain_grown": math.log(v) if ok else math.inf})
+    for dtp, v, m in zip(dts, g.tolist(), rowmax.tolist()):
+        ok, okm = math.isfinite(v) and v > 0, math.isfinite(m) and m > 0
+        out.append({"grown_dt": dtp, "log_gain_grown": math.log(v) if ok else math.inf,
+                    "log_rowmax_grown": math.log(m) if okm else math.inf})
     return out
 
 

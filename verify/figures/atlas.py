@@ -7,7 +7,8 @@ a cross one at which every seed diverged (NaN/inf, or the final loss not below t
 one where the seeds disagree; an open circle one at which no seed diverged but not every seed learned context
 (validation loss below the unigram cross-entropy by 0.1 nats, ``analysis.trainability``); the dashed line is S4's predicted largest stable
 learning rate lr*(Δt) of the primary S4 variant, its constant fitted on the fit half of the grid; the dotted red
-line that of the growth-aware criterion (lr·s(lr)^{2κ} ≤ c, docs/theorems/atlas.md), fitted on the same half.
+line that of the growth-aware criterion (lr·s(lr)^{2κ} ≤ c, docs/theorems/atlas.md), fitted on the same half; the
+dash-dotted blue line that of S4 overflow (lr ≤ c, and the stack at the grown Δt inside float32's range).
 """
 from __future__ import annotations
 
@@ -73,6 +74,10 @@ def draw(data: dict, path: Path) -> list[Path]:
                 dts = sorted(float(k) for k in ml)
                 pred = [ml[f"{dt:g}"] for dt in dts]
                 ax.plot(dts, pred, color="#444444", **style.THEORY, label="S4 predicted max lr")
+                ol = data.get("model", {}).get("overflow", {}).get("max_lr", {}).get(p, {}).get(str(L))
+                if ol:
+                    ax.plot(dts, [ol[f"{dt:g}"] for dt in dts], color="#1f77b4", linestyle="-.", linewidth=0.9,
+                            label="S4 overflow max lr")
                 gl = data.get("growth_max_lr", {}).get(p, {}).get(str(L))
                 if gl:
                     ax.plot(dts, [gl[f"{dt:g}"] for dt in dts], color="#c0392b", **style.THEORY_ALT,
@@ -101,6 +106,10 @@ def draw(data: dict, path: Path) -> list[Path]:
                    frameon=False)
         extra = (f"; growth-aware {data['growth_held_out_accuracy']:.0%}, AUC {data['growth_held_out_auc']:.2f}"
                  if "growth_held_out_accuracy" in data else "")
+        if data.get("overflow"):
+            fresh = (data.get("external") or {}).get("accuracy", {}).get("growth_overflow")
+            extra += f"; overflow {data['overflow']['held_out_accuracy']:.0%}" + (
+                f" (fresh seeds {fresh:.0%})" if fresh is not None else "")
         fig.suptitle(f"divergence atlas: S4 held-out accuracy {data['held_out_accuracy']:.0%}, "
                      f"AUC {data['held_out_auc']:.2f} ({data['primary']}){extra}", fontsize=7)
         fig.tight_layout(rect=(0, 0.04, 1, 1))
