@@ -557,3 +557,26 @@ def test_k5_schedule_parts_decide_by_the_intervals():
     assert verdicts([cfg("pre", -0.2, 0.05), cfg("post", 0.0, 0.05)]) == ["undecided"] * 2
     assert verdicts([cfg("pre", -0.2, 0.05), cfg("post", 0.2, 0.05)]) == ["not reproduced"] * 2
     assert verdicts([]) == ["not tested"] * 2
+
+
+def test_gpu_preset_code_path_runs_at_tiny_size_on_cpu(tmp_path):
+    """The gpu preset is not run in CI (no GPU): its sizes (d = 64, 4 heads, T = 64, batch 16) and code path are
+    exercised here at 3 steps on the cpu, one placement and two lrs; asking for its cuda device without CUDA is a
+    clear error naming the device."""
+    import dataclasses
+
+    import torch
+
+    g = runner.grid_for("gpu")
+    assert len(g.depths) >= 3 and len(g.seeds) >= 3 and min(g.lrs) <= 1e-3
+    tiny = dataclasses.replace(g, placements=("peri",), depths=(1,), dts=(1.0,), lrs=g.lrs[:2], seeds=(0,), steps=3,
+                               warmup=1, eval_batches=1, device="cpu")
+    runs = runner.atlas_runs(tiny, cache_name="gpu_smoke", workers=1, cache_dir=tmp_path)
+    assert len(runs) == 2 and all(math.isfinite(r["init"]["speed"]) for r in runs)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="cuda"):
+            runner.atlas_runs(dataclasses.replace(tiny, device="cuda"), cache_name="gpu_smoke2", workers=1,
+                              cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="device"):
+        runner.atlas_runs(dataclasses.replace(tiny, device="tpu"), cache_name="gpu_smoke3", workers=1,
+                          cache_dir=tmp_path)

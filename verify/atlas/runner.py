@@ -262,9 +262,15 @@ def atlas_runs(grid: AtlasGrid, retrain: bool = False, cache_name: str = "atlas"
 
     from verify.training.cache import RunCache, run_key
 
+    if grid.device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {grid.device!r}")
     text = corpus(grid.corpus_bytes)
     cache = RunCache(cache_name, directory=cache_dir, enabled=not retrain)
     cells = grid.cells()
+    if grid.device == "cuda" and not torch.cuda.is_available() and any(
+            cache.records.get(run_key(c, text.sha256)) is None for c in cells):
+        raise ValueError("device 'cuda' (the gpu preset) is not available here and its runs are not all cached: run "
+                         "it on a machine with a GPU, or use --preset cpu")
     keyed = [(run_key(c, text.sha256), c) for c in cells]
     # One fetch per round of `workers` (placement, depth) slices, so a long cold run saves as it goes.
     by_group: dict[tuple, list[tuple[str, dict]]] = {}
