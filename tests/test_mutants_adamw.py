@@ -136,3 +136,44 @@ def test_domain_edges():
     assert th.adam_witness_stream(1, 0.9, 0.95, 3.0).tolist() == [3.0]
     with pytest.raises(ValueError, match="n_steps"):
         th.adam_witness_stream(0)
+
+
+# ---- F9b, the windowed bound, and F9 (d)'s matrix stream (mutation run of 2026-12-04) -----------------------------
+
+
+def test_window_factors_use_the_global_step_of_each_update_bound():
+    """With C_t = t (a custom update bound, so the step index is visible) and t₀ = 1 over η = (.1, .2, .3, .4),
+    λ = .5: ρ = (.9, .85, .8) for steps 2..4, P = (1, .9, .765, .612), S = (0, .2·2, .85·.4 + .3·3, .8·1.24 + .4·4)
+    = (0, .4, 1.24, 2.592). A window that counted C from its own start (or from t₀ + 2) gets S wrong."""
+    p, s = th.adamw_window_factors([0.1, 0.2, 0.3, 0.4], 0.5, 1, update_bound=lambda t, b1, b2: np.asarray(t, float))
+    np.testing.assert_allclose(p, [1.0, 0.9, 0.765, 0.612], rtol=REL)
+    np.testing.assert_allclose(s, [0.0, 0.4, 1.24, 2.592], rtol=REL)
+
+
+def test_window_global_decay_variant_is_the_restarted_one_times_the_decay_before_t0():
+    """The meta-tests' "global" variant multiplies P by ∏_{s≤t₀}(1 − η_sλ) = (1 − .1·.5)(1 − .2·.5) = .855 at
+    t₀ = 2 (and leaves S alone)."""
+    lrs, lam = [0.1, 0.2, 0.3, 0.4], 0.5
+    p, s = th.adamw_window_factors(lrs, lam, 2)
+    pg, sg = th.adamw_window_factors(lrs, lam, 2, decay="global")
+    np.testing.assert_allclose(pg, p * 0.95 * 0.9, rtol=REL)
+    np.testing.assert_allclose(sg, s, rtol=REL)
+
+
+def test_window_norm_bound_defaults_and_size_one():
+    """Defaults β = (0.9, 0.95) against the explicit call; size = 1 (an ∞-norm) is inside the domain and adds S."""
+    lrs, lam = [0.2, 0.1, 0.3], 0.5
+    p, s = th.adamw_window_factors(lrs, lam, 1, 0.9, 0.95)
+    np.testing.assert_allclose(th.adamw_window_norm_bound(2.0, lrs, lam, 1, 1), p * 2.0 + s, rtol=REL)
+    np.testing.assert_allclose(th.adamw_window_norm_bound(2.0, lrs, lam, 4, 1),
+                               th.adamw_window_norm_bound(2.0, lrs, lam, 4, 1, 0.9, 0.95), rtol=REL)
+    with pytest.raises(ValueError, match="size"):
+        th.adamw_window_norm_bound(2.0, lrs, lam, 0, 1)
+
+
+def test_sign_pattern_stream_defaults():
+    """Defaults β = (0.9, 0.95), scale 1: g_s = (0.95/0.9)^{s−1}·s tᵀ, by hand."""
+    rs, cs = np.array([1.0, -1.0]), np.array([1.0, 1.0, -1.0])
+    g = th.adam_sign_pattern_stream(3, rs, cs)
+    want = np.array([(0.95 / 0.9) ** k for k in range(3)])[:, None, None] * np.outer(rs, cs)[None]
+    np.testing.assert_allclose(g, want, rtol=REL)

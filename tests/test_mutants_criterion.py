@@ -391,3 +391,28 @@ def test_forward_only_and_both_fills_meet_continuously_at_their_switch():
             hi = mid
     t_lo, t_hi = (C.optimal_step_sizes(c, ell, b, tau).total_time for b in (lo, hi))
     assert t_lo == pytest.approx(-math.expm1(-tau), rel=1e-12) and t_hi == pytest.approx(t_lo, rel=1e-12)
+
+
+def test_step_deviation_is_zero_without_jacobian_and_inf_without_a_bound():
+    """S1's per-step ‖A_k − I‖ (``_deviation``): a branch with J = 0 deviates by exactly 0 (A = I), one with J = ∞ or
+    a zero scale floor has no a priori bound (∞); the rest comes from the step bound, here Δt·J/s by hand."""
+    from theory import criterion as cr
+
+    out = cr._deviation(lambda h, j, s: h * j / s, np.array([0.5, 0.5, 0.5, 0.5]), [0.0, np.inf, 2.0, 2.0],
+                        [1.0, 1.0, 0.0, 4.0])
+    assert out.tolist() == [0.0, math.inf, math.inf, 0.25]
+
+
+def test_feasible_mu_steps_at_most_4096_ulps():
+    """S2's feasibility nudge (``_feasible_mu``): a multiplier 4095 ulps above μ is found; one 4096 ulps above is
+    outside the documented window and raises (a larger window would silently move the optimum further)."""
+    from theory import criterion as cr
+
+    mu0 = 1.0
+    target = mu0
+    for _ in range(4095):
+        target = float(np.nextafter(target, math.inf))
+    assert cr._feasible_mu(lambda m: 0.0 if m >= target else 1.0, mu0, 2.0) == target
+    far = float(np.nextafter(target, math.inf))
+    with pytest.raises(ArithmeticError, match="4096 ulps"):
+        cr._feasible_mu(lambda m: 0.0 if m >= far else 1.0, mu0, 2.0)
