@@ -65,6 +65,12 @@ SYMMETRY_RTOL = 1e-9
 ILLPOSED_SHAPE = (("d", 8), ("d_mlp", 16), ("eps", 1e-5))
 ILLPOSED_LAMS = (1e-1, 1e-2, 1e-3)
 ILLPOSED_ITERS = {"quick": 300, "full": 3000}
+# The pre-LN growth of max‖x_K‖ from λ = 1e-1 to 1e-3 that counts as "grows": measured over the problem seeds
+# 50, 83, …, 9917 (300 of them, quick level) pre grows 9.8–138× (0.5 % quantile 10.1, median 34; the soak also drew
+# problem seeds 9853 and 6051 at 9.3× and 8.1×), while peri — whose increments F2 bounds, the no-growth placement —
+# moves 0.76–2.9×. 4 lies between the two: no pre draw below it (≈ 380 seen), no peri draw above it (300). Until
+# 2026-12-04 it was 10, from a single-seed "≈ 10²" that the distribution does not bear out (2 of 20 soak rounds).
+ILLPOSED_X_GROWTH = 4.0
 
 # The tiny models: every instance of a problem is one λ (and one seed).
 # ε = 1e-2: the LayerNorm's curvature scales like 1/√(σ² + ε); with ε = 1e-5 the optimiser drives some rows
@@ -494,8 +500,9 @@ def illposed_tallies(ctx) -> list[Tally]:
     t_w = Tally("F6", "ill-posed (measured): pre weight norm grows as λ ↓", "witness",
                 "ratio of ‖θ‖ between consecutive λ (÷10) must be ≥ 1.2", evidence="independent", instances="trained")
     t_x = Tally("F6", "ill-posed (measured): pre max‖x_K‖ grows as λ ↓", "witness",
-                "ratio between λ = 1e-3 and 1e-1 must be ≥ 10 (measured ≈ 10²)", evidence="independent",
-                instances="trained")
+                f"ratio between λ = 1e-3 and 1e-1 must be ≥ {ILLPOSED_X_GROWTH:g}: over 300 problem seeds pre "
+                "measured 9.8–138 (median 34), peri (bounded by F2, the no-growth placement) 0.76–2.9",
+                evidence="independent", instances="trained")
     t_p = Tally("F6", "peri increments ≤ F2 at every λ (weight-independent)", "inequality",
                 "F2 with frozen γ = 1: C_out = √d; float64 round-off rtol 1e-9", evidence="independent",
                 instances="trained")
@@ -503,9 +510,9 @@ def illposed_tallies(ctx) -> list[Tally]:
     # 1.2 per decade of λ: the CE margin alone forces ‖θ‖ to grow at least logarithmically; measured ≈ 2.
     t_w.witness(pre["theta_norm"][1:] / pre["theta_norm"][:-1], threshold=1.2,
                 case={"theta_norm": pre["theta_norm"].tolist()})
-    # 10 over two decades: at λ = 0.1 the decayed scale group (embeddings, output maps) collapses towards the
-    # ε-regime, at 1e-3 it is released; measured growth ≈ 10².
-    t_x.witness(pre["x_max"][-1, -1] / pre["x_max"][-1, 0], threshold=10.0,
+    # Over two decades: at λ = 0.1 the decayed scale group (embeddings, output maps) collapses towards the
+    # ε-regime, at 1e-3 it is released. The threshold separates growth from none (ILLPOSED_X_GROWTH).
+    t_x.witness(pre["x_max"][-1, -1] / pre["x_max"][-1, 0], threshold=ILLPOSED_X_GROWTH,
                 case={"x_max_K": pre["x_max"][-1].tolist()})
     f2 = peri_norm_bound(0.0, np.array(peri["dt"]), math.sqrt(peri["d"]))  # (K+1,)
     t_p.inequality(peri["increment_max"][1:], np.broadcast_to(f2[1:, None], peri["increment_max"][1:].shape),
