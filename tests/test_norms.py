@@ -307,3 +307,38 @@ def test_checks_are_registered_under_n1_n2_n3():
 def test_n1_n3_full_level(check):
     """The thorough tier: five times as many drawn examples (and mpmath cases) at the full level."""
     _assert_all_pass(_run(check, Context(level="full")))
+
+
+def test_n2_orthogonal_direction_is_well_conditioned_at_d3():
+    """Regression (soak seeds 2395010012, 3153489512): at d = 3, ε = 0, |μ|/σ up to 6e4 the eigen-residual along a
+    direction ⟂ {1, c} must stay within the round-off model; a single random draw nearly parallel to the float64
+    radial direction amplified its centring error 39× (the old construction, checked here to fail), the
+    conditioned draw keeps it ≤ 2× the model on every row."""
+    from theory.norms import ln_jacobian_eigenvalues, ln_row_variance
+
+    from verify.checks import norms as N
+
+    c = N.NormCase(kind="layer", d=3, n_instances=2, n_rows=3, eps=0.0, gamma_mode="scalar", gamma_scale=3.0,
+                   beta_scale=0.0, input_scale=0.001, input_mean=-5.0, seed=2395010012)
+    z, gamma, beta = c.arrays()
+    stat = ln_row_variance(z)
+    J = N.row_jacobians(N._norm_layer("layer", 0.0, gamma, beta, "cpu"), z, "cpu")
+    scale = np.abs(gamma[:, :1]) / np.sqrt(stat)
+    model = N.input_roundoff_ratio(3, np.abs(z).max(axis=-1), np.sqrt(stat))
+    lam = ln_jacobian_eigenvalues(gamma[:, :1] * np.ones_like(stat), stat, 0.0).orthogonal
+    radial = z - z.mean(axis=-1, keepdims=True)
+    u_rad = radial / np.linalg.norm(radial, axis=-1, keepdims=True)
+
+    def res(u):
+        return np.linalg.norm(np.einsum("...ab,...b->...a", J, u) - lam[..., None] * u, axis=-1) / scale / model
+
+    u = N._orthogonal_direction(z.shape, u_rad, True, c.seed + 1)
+    np.testing.assert_allclose(np.linalg.norm(u, axis=-1), 1.0, rtol=1e-15)
+    assert np.abs(np.sum(u * u_rad, axis=-1)).max() < 1e-15
+    # ⟂ 1 only up to u_rad's own centring error (its entries do not sum to exactly 0): ≤ √d·model
+    assert np.all(np.abs(u.sum(axis=-1)) <= np.sqrt(3) * model)
+    assert res(u).max() <= 2.0
+    old = np.random.default_rng(c.seed + 1).standard_normal(z.shape)  # the construction before the fix
+    old -= old.mean(axis=-1, keepdims=True)
+    old -= np.sum(old * u_rad, axis=-1, keepdims=True) * u_rad
+    assert res(old / np.linalg.norm(old, axis=-1, keepdims=True)).max() > 4 * N.ROUNDOFF_MODEL_FACTOR
