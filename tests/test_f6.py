@@ -321,3 +321,12 @@ def test_attention_balance_residual_is_per_instance_for_2d_inputs():
     gap, bound = th.attention_balance_residual(gv, wv, go, wo, 0.5)
     np.testing.assert_allclose(gap, [abs(9 - 16), abs(2 - 1)], rtol=1e-15)
     np.testing.assert_allclose(bound, [(1 * 3 + 0 * 4) / 0.5, (2 * math.sqrt(2) + 3 * 1) / 0.5], rtol=1e-15)
+
+
+@pytest.mark.xfail(strict=True, reason="open (2026-12-04 soak): at this seed (problem seed 2292) pre's max‖x_K‖ grows "
+                                      "only 3.65× from λ = 1e-1 to 1e-3, below the threshold 4 that separated pre "
+                                      "(9.8–138× over a 300-seed grid) from peri (≤ 2.9×); the one-seed ratio has a "
+                                      "heavier lower tail than that grid showed — the fix is a pooled statistic "
+                                      "(e.g. the median over several problem seeds), not a lower threshold")
+def test_illposed_soak_seed_722702242_growth_below_threshold(ctx):
+    _assert_all_pass(chk.illposed_tallies(Context(level=ctx.level, seed=722702242, device=ctx.device)))
