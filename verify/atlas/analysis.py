@@ -351,6 +351,17 @@ def held_out_correct(runs: list[dict], scores: np.ndarray, threshold: float) -> 
     return ((s > threshold) == y)[held]
 
 
+def versus_scored(runs: list[dict], right: np.ndarray, accuracy: float, crit: dict) -> tuple[dict, dict]:
+    """McNemar's exact test of a criterion (``right``: per held-out run whether it was right, ``accuracy`` its
+    held-out accuracy) against every baseline and S4 variant scored in ``crit`` on the same held-out runs; and
+    whether it beats each baseline (higher accuracy and p < MCNEMAR_ALPHA)."""
+    others = {n: held_out_correct(runs, _finite(np.array([SCORES[n](r) for r in runs], dtype=float)),
+                                  crit[n]["threshold"]) for n in (*BASELINES, *S4_CRITERIA)}
+    mcn = {n: {**pr.mcnemar_exact(right, c), "accuracy": float(np.mean(c))} for n, c in others.items()}
+    beats = {n: bool(accuracy > crit[n]["held_out_accuracy"] and mcn[n]["p"] < MCNEMAR_ALPHA) for n in BASELINES}
+    return mcn, beats
+
+
 SWAP = {"post": "none", "none": "post", "pre": "peri", "peri": "pre", "deepnorm": "lns", "lns": "deepnorm",
         "mixln": "pre"}
 
@@ -368,11 +379,7 @@ def evaluate_growth(runs: list[dict], crit: dict | None = None, primary: str | N
     right = held_out_correct(runs, s, theta)
     if crit is None:
         crit = {n: score(runs, n) for n in (*S4_CRITERIA, *BASELINES)}
-    others = {n: held_out_correct(runs, _finite(np.array([SCORES[n](r) for r in runs], dtype=float)),
-                                  crit[n]["threshold"]) for n in (*BASELINES, *S4_CRITERIA)}
-    mcn = {n: {**pr.mcnemar_exact(right, c), "accuracy": float(np.mean(c))} for n, c in others.items()}
-    beats = {n: bool(res["held_out_accuracy"] > crit[n]["held_out_accuracy"] and mcn[n]["p"] < MCNEMAR_ALPHA)
-             for n in BASELINES}
+    mcn, beats = versus_scored(runs, right, res["held_out_accuracy"], crit)
     table = growth_max_lr_table(runs, name, theta)
     star = {(row["placement"], row["depth"], e["dt"]): e["predicted"] for row in table.values() for e in row["per_dt"]}
     within = [e["within_2x"] for row in table.values() for e in row["per_dt"]]
@@ -698,18 +705,12 @@ def evaluate_direct(runs: list[dict], crit: dict) -> dict:
     res = score(runs, DIRECT, scores=s)
     theta = res["threshold"]
     right = held_out_correct(runs, s, theta)
-    others = {n: held_out_correct(runs, _finite(np.array([SCORES[n](r) for r in runs], dtype=float)),
-                                  crit[n]["threshold"]) for n in (*BASELINES, *S4_CRITERIA)}
-    mcn = {n: {**pr.mcnemar_exact(right, c), "accuracy": float(np.mean(c))} for n, c in others.items()}
-    beats = {n: bool(res["held_out_accuracy"] > crit[n]["held_out_accuracy"] and mcn[n]["p"] < MCNEMAR_ALPHA)
-             for n in BASELINES}
+    mcn, beats = versus_scored(runs, right, res["held_out_accuracy"], crit)
     table = direct_max_lr_table(runs, theta, s)
     star = {(row["placement"], row["depth"], e["dt"]): e["predicted"] for row in table.values() for e in row["per_dt"]}
-    held = [r for r in runs if pr.split_half(config_key(r["config"])) == "held_out"]
 
     def off(f):
-        return pr.accuracy([r["config"]["lr"] > f * star[_key4(r["config"])[:3]] * (1 + 1e-12) for r in held],
-                           [r["diverged"] for r in held])
+        return growth_boundary_accuracy(runs, DIRECT, theta, f, star=star)
 
     sw_runs = swap_placements(runs, SWAP)
     sw = score(sw_runs, DIRECT, scores=direct_scores(sw_runs))
@@ -816,18 +817,13 @@ def evaluate_overflow(runs: list[dict], crit: dict, log_limit: float = LOG_F32_R
     half = _halves(runs)
     held, fit = half == "held_out", half == "fit"
     right = held_out_correct(runs, s, 0.0)
-    others = {n: held_out_correct(runs, _finite(np.array([SCORES[n](r) for r in runs], dtype=float)),
-                                  crit[n]["threshold"]) for n in (*BASELINES, *S4_CRITERIA)}
     acc = float(np.mean(right))
-    mcn = {n: {**pr.mcnemar_exact(right, c), "accuracy": float(np.mean(c))} for n, c in others.items()}
-    beats = {n: bool(acc > crit[n]["held_out_accuracy"] and mcn[n]["p"] < MCNEMAR_ALPHA) for n in BASELINES}
+    mcn, beats = versus_scored(runs, right, acc, crit)
     table = direct_max_lr_table(runs, 0.0, s)
     star = {(row["placement"], row["depth"], e["dt"]): e["predicted"] for row in table.values() for e in row["per_dt"]}
-    hr = [r for r, h in zip(runs, held) if h]
 
     def off(f):
-        return pr.accuracy([r["config"]["lr"] > f * star[_key4(r["config"])[:3]] * (1 + 1e-12) for r in hr],
-                           [r["diverged"] for r in hr])
+        return growth_boundary_accuracy(runs, OVERFLOW, 0.0, f, star=star)
 
     sw_runs = swap_placements(runs, SWAP)
     sw = held_out_correct(sw_runs, overflow_scores(sw_runs, theta_lr, log_limit), 0.0)

@@ -236,18 +236,22 @@ def _group_job(placement: str, depth: int, cells: list[dict], sizes: dict, devic
 
 def run_cells(cells: list[dict], device: str = "cpu", workers: int | None = None) -> list[dict]:
     """Records for ``cells`` (same sizes each), grouped into one batched model per (placement, depth)."""
+    return _per_slice(_group_job, cells, workers,
+                      lambda k: {"device": device, "schedule": list(k[2]) or None})
+
+
+def _per_slice(job_fn, cells: list[dict], workers: int | None, extra=lambda key: {}) -> list[dict]:
+    """``job_fn(placement, depth, cells, sizes, **extra(key))`` once per (placement, depth, schedule) slice of
+    ``cells``, the slices spread over the cores (costliest first), the records returned in ``cells`` order."""
     from verify.training.batched import run_parallel
 
     groups: dict[tuple, list[int]] = {}
     for i, c in enumerate(cells):
         groups.setdefault((c["placement"], c["depth"], tuple(c.get("schedule") or ())), []).append(i)
     keys = sorted(groups, key=lambda k: -k[1] * len(groups[k]))  # the costliest first: better load balance
-    jobs = []
-    for k in keys:
-        sizes = {s: cells[groups[k][0]][s] for s in AtlasGrid().sizes()}
-        jobs.append({"placement": k[0], "depth": k[1], "cells": [cells[i] for i in groups[k]], "sizes": sizes,
-                     "device": device, "schedule": list(k[2]) or None})
-    results = run_parallel(_group_job, jobs, workers=workers)
+    jobs = [{"placement": k[0], "depth": k[1], "cells": [cells[i] for i in groups[k]],
+             "sizes": {s: cells[groups[k][0]][s] for s in AtlasGrid().sizes()}, **extra(k)} for k in keys]
+    results = run_parallel(job_fn, jobs, workers=workers)
     out: list[dict | None] = [None] * len(cells)
     for k, recs in zip(keys, results):
         for i, rec in zip(groups[k], recs):
@@ -348,7 +352,6 @@ def _grown_job(placement: str, depth: int, cells: list[dict], sizes: dict) -> li
 
 def with_grown_gains(runs: list[dict], cache_name: str, workers: int | None = None, cache_dir=None) -> list[dict]:
     """``runs`` with ``init["log_gain_grown"]`` and ``init["grown_dt"]`` added (cached under ``<cache_name>.json``)."""
-    from verify.training.batched import run_parallel
     from verify.training.cache import RunCache, run_key
 
     if not runs:
@@ -357,19 +360,5 @@ def with_grown_gains(runs: list[dict], cache_name: str, workers: int | None = No
     cache = RunCache(cache_name, directory=cache_dir)
     keyed = [(run_key({**r["config"], "measure": GROWN_MEASURE}, text.sha256), r) for r in runs]
 
-    def compute(missing_cfgs: list[dict]) -> list[dict]:
-        groups: dict[tuple, list[int]] = {}
-        for i, c in enumerate(missing_cfgs):
-            groups.setdefault((c["placement"], c["depth"]), []).append(i)
-        keys = sorted(groups, key=lambda k: -k[1] * len(groups[k]))
-        jobs = [{"placement": k[0], "depth": k[1], "cells": [missing_cfgs[i] for i in groups[k]],
-                 "sizes": {s: missing_cfgs[groups[k][0]][s] for s in AtlasGrid().sizes()}} for k in keys]
-        res = run_parallel(_grown_job, jobs, workers=workers)
-        out: list[dict | None] = [None] * len(missing_cfgs)
-        for k, recs in zip(keys, res):
-            for i, rec in zip(groups[k], recs):
-                out[i] = rec
-        return out  # type: ignore[return-value]
-
-    recs = cache.fetch([(k, r["config"]) for k, r in keyed], compute)
+    recs = cache.fetch([(k, r["config"]) for k, r in keyed], lambda missing: _per_slice(_grown_job, missing, workers))
     return [{**r, "init": {**r["init"], **rec}} for (_, r), rec in zip(keyed, recs)]
