@@ -93,3 +93,17 @@ def pytest_configure(config):
     # matmuls are small, so a second thread only adds contention (measured: 5-9x slower on a loaded machine).
     # TORCH_NUM_THREADS overrides it for a single-process run that wants both cores.
     torch.set_num_threads(int(os.environ.get("TORCH_NUM_THREADS", "1")))
+
+
+@pytest.fixture(scope="session")
+def atlas():
+    """The committed cpu atlas (figures/atlas.json): its record and its runs without the split label (the atlas
+    tests recompute the split). Skips when the figure has not been generated."""
+    import json
+
+    from verify.atlas import ATLAS_JSON
+
+    if not ATLAS_JSON.is_file():
+        pytest.skip("figures/atlas.json not generated")
+    data = json.loads(ATLAS_JSON.read_text())
+    return data, [{k: v for k, v in r.items() if k != "split"} for r in data["runs"]]

@@ -9,14 +9,13 @@ advice carries the atlas accuracy and, after a short run, whether the prediction
 from __future__ import annotations
 
 import itertools
-import json
 import math
 
 import numpy as np
 import pytest
 
 from theory import predictive as pr
-from verify.atlas import ATLAS_JSON, advice, analysis, runner, schedules
+from verify.atlas import advice, analysis, runner, schedules
 
 # ---- theory/predictive.py against brute force -------------------------------------------------------------------
 
@@ -162,12 +161,7 @@ def test_sign_step_speed_is_the_first_order_logit_change():
 # ---- the committed cpu atlas: the criterion and its meta-tests ---------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def atlas():
-    if not ATLAS_JSON.is_file():
-        pytest.skip("figures/atlas.json not generated")
-    data = json.loads(ATLAS_JSON.read_text())
-    return data, [{k: v for k, v in r.items() if k != "split"} for r in data["runs"]]
+# the committed cpu atlas: the ``atlas`` fixture (data, runs) is in tests/conftest.py
 
 
 def test_atlas_json_carries_what_the_issue_asks(atlas):

@@ -3,14 +3,13 @@ measured boundary between seeds, and the 60- against 300-step comparison — on 
 known, and on the committed cpu atlas."""
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 import pytest
 
 from theory import predictive as pr
-from verify.atlas import ATLAS_JSON, analysis
+from verify.atlas import analysis
 
 
 def _run(placement="pre", depth=1, dt=1.0, lr=1.0, seed=0, diverged=False, speed=1.0, steps=60, val=3.0):
@@ -117,12 +116,7 @@ def test_compare_long_pairs_the_same_cells():
 # ---- the committed cpu atlas -------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def atlas():
-    if not ATLAS_JSON.is_file():
-        pytest.skip("figures/atlas.json not generated")
-    data = json.loads(ATLAS_JSON.read_text())
-    return data, [{k: v for k, v in r.items() if k != "split"} for r in data["runs"]]
+# the committed cpu atlas: the ``atlas`` fixture (data, runs) is in tests/conftest.py
 
 
 def test_cpu_atlas_has_three_seeds_and_the_issues_depths(atlas):
