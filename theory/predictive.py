@@ -405,8 +405,9 @@ def mcnemar_exact(correct_a, correct_b) -> dict:
 
 def grown_dt(dt, lr, sigma_w: float, drift_steps: float) -> np.ndarray:
     """S4 direct growth, steps 1–2 — the Δt at which the *initial* weights reproduce the branch scale of weights grown
-    by s(lr): Δt·s(lr)² (the Δt–weight-scale duality of degree-2 homogeneous branches). Domain: Δt > 0 finite, and
-    ``weight_growth``'s."""
+    by s(lr): Δt·s(lr)² (the Δt–weight-scale duality of degree-2 homogeneous branches; assumption: exact for ReLU
+    MLPs and attention's W_V W_O, approximate for GELU and softmax). Provenance: our statement (paper claim K5;
+    docs/theorems/atlas.md). Domain: Δt > 0 finite, and ``weight_growth``'s."""
     dt_a = np.atleast_1d(as_float_array("dt", dt))
     if not np.all(np.isfinite(dt_a)) or np.any(dt_a <= 0):
         raise ValueError("dt must be finite and > 0 entrywise")
@@ -419,8 +420,9 @@ def direct_growth_score(lr, log_gain, log_gain_grown, sigma_w: float, drift_step
     lr·A(lr) ≤ c" with A the growth of the forward gain beyond additive (∝ s²) when the weights grow by s(lr),
     measured at initialisation at the grown Δt (``grown_dt``) instead of extrapolated from the local elasticity
     (``growth_score``). A normalised stack grows at most additively (A = 1: the lr rule); a compounding one has
-    A ≫ 1. ``log_gain_grown`` = +inf (the grown forward overflowed) gives +inf. Domain: lr > 0, log gains real
-    (log_gain finite), and ``weight_growth``'s."""
+    A ≫ 1. ``log_gain_grown`` = +inf (the grown forward overflowed) gives +inf. Assumptions: those of ``grown_dt``
+    and of ``weight_growth`` (coherent drift, an upper bound). Provenance: our statement (paper claim K5;
+    docs/theorems/atlas.md). Domain: lr > 0, log gains real (log_gain finite), and ``weight_growth``'s."""
     lr_a = np.atleast_1d(as_float_array("lr", lr))
     g0 = np.atleast_1d(as_float_array("log_gain", log_gain))
     g1 = np.atleast_1d(as_float_array("log_gain_grown", log_gain_grown))

@@ -138,12 +138,6 @@ def build_data(preset: str = "cpu", retrain: bool = False, workers: int | None =
     return data
 
 
-def analysis_direct_name() -> str:
-    from verify.atlas.analysis import DIRECT
-
-    return DIRECT
-
-
 def _best_setting(rs: list[dict]) -> dict | None:
     """The (Δt, lr) with the lowest validation loss averaged over seeds, among those where no seed diverged."""
     by: dict[tuple, list] = {}
@@ -177,6 +171,7 @@ def advice(placement: str, depth: int, d: int, atlas: dict | None = None, atlas_
     "atlas_accuracy", "placement", "depth", ...}.
     """
     from theory._domain import require_int
+    from verify.atlas import analysis
 
     require_int("depth", depth, 1)
     require_int("d", d, 2)
@@ -259,8 +254,8 @@ def advice(placement: str, depth: int, d: int, atlas: dict | None = None, atlas_
         lines.append(f"recommended Δt = {rec_dt:g} (lowest validation loss on the atlas, mean over "
                      f"{best.get('seeds', 1)} seed(s), among settings where no seed diverged: lr {best['lr']:.3g})")
     out = {"lines": lines, "predicted_region": region, "recommended_dt": rec_dt, "atlas_accuracy": acc,
-           "criterion": {"direct": analysis_direct_name(), "growth": "growth",
-                         "overflow": "growth_overflow"}.get(choice, model["criterion"]),
+           "criterion": {"direct": analysis.DIRECT, "growth": "growth",
+                         "overflow": analysis.OVERFLOW}.get(choice, model["criterion"]),
            "learned_band": band,
            "placement": near, "depth": int(L), "atlas_d": model["d"]}
     dt, lr = measured.get("dt"), measured.get("lr")
